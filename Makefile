@@ -1,0 +1,39 @@
+# faceprint: `make run` starts the server with a demo collection, `make test` runs the whole suite.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: install run test lint bench clean
+
+$(STAMP): pyproject.toml requirements-nodeps.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,milvus]'
+	$(BIN)/pip install --quiet --no-deps -r requirements-nodeps.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/faceprint demo --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/embed.py
+	$(BIN)/python bench/search.py --n 100000
+	$(BIN)/python bench/video.py
+	$(BIN)/python bench/server.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

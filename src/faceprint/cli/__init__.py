@@ -1,0 +1,37 @@
+"""`faceprint` command line: one module per command group, registered on the root group."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# Each module defines `register(group: click.Group) -> None`.
+COMMAND_MODULES = [
+    "faceprint.cli.analyze",  # detect, compare
+    "faceprint.cli.collections",  # collections, index, search, faces, users
+    "faceprint.cli.server",  # serve, demo, keys, audit-log
+    "faceprint.cli.video",  # video detect|search
+    "faceprint.cli.accuracy",  # eval, audit, calibrate
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="faceprint")
+def cli() -> None:
+    """faceprint: self-hosted face detection, comparison and search with calibrated scores."""
+
+
+for _name in COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(_name)
+    except ModuleNotFoundError as exc:  # a command group not written yet
+        if exc.name != _name:
+            raise
+        continue
+    _module.register(cli)
+
+
+def main() -> None:
+    """Console entry point."""
+    cli()

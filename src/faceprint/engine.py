@@ -1,0 +1,128 @@
+"""The face engine: detect, landmark, measure and embed faces in one image.
+
+This is the transport-free heart of faceprint. Everything else (Rekognition operations, collections,
+video, the CLI and the server) calls `FaceEngine`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import dlib
+import numpy as np
+
+from faceprint import models
+from faceprint.detectors.base import Detection, Detector
+from faceprint.embedders.base import CHIP_PADDING, CHIP_SIZE, Embedder
+from faceprint.images import ImageSource, load_image
+from faceprint.landmarks import rekognition_landmarks, shape_to_array
+from faceprint.pose import Pose, estimate_pose
+from faceprint.quality import Quality, measure_quality
+
+MAX_FACES = 100  # Rekognition returns the 100 largest faces
+
+
+@dataclass
+class Face:
+    """One analysed face; coordinates are pixels of the image it was found in."""
+
+    box: Detection
+    confidence: float  # 0-100
+    landmarks: dict[str, tuple[float, float]]
+    pose: Pose
+    quality: Quality
+    points5: np.ndarray = field(repr=False)
+    points68: np.ndarray = field(repr=False)
+    chip: np.ndarray = field(repr=False)  # aligned 150x150 RGB chip, as dlib's ResNet expects
+    embedding: np.ndarray | None = field(default=None, repr=False)
+
+
+class FaceEngine:
+    """Detector + landmarks + embedder, configured once and shared across threads."""
+
+    _shared: FaceEngine | None = None
+    _shared_lock = threading.Lock()
+
+    def __init__(self, detector: str | Detector = "auto", embedder: str | Embedder = "auto") -> None:
+        if isinstance(detector, str):
+            from faceprint.detectors import get_detector
+
+            detector = get_detector(detector)
+        if isinstance(embedder, str):
+            from faceprint.embedders import get_embedder
+
+            embedder = get_embedder(embedder)
+        self.detector: Detector = detector
+        self.embedder: Embedder = embedder
+        self._sp5 = models.shape_predictor_5()
+        self._sp68 = models.shape_predictor_68()
+
+    @classmethod
+    def shared(cls) -> FaceEngine:
+        """The process-wide default engine (default detector, fastest embedder that loads)."""
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    @property
+    def model_version(self) -> str:
+        return self.embedder.model_version
+
+    def detect(self, image: ImageSource, max_faces: int = MAX_FACES) -> list[Face]:
+        """Detect up to `max_faces` faces, largest first, with landmarks, pose, quality and chips."""
+        img = load_image(image)
+        detections = sorted(self.detector.detect(img.pixels), key=lambda d: d.area, reverse=True)
+        detections = detections[: max(0, max_faces)]
+        if not detections:
+            return []
+        shapes5 = dlib.full_object_detections()
+        faces_pts: list[tuple[Detection, np.ndarray, np.ndarray]] = []
+        for det in detections:
+            rect = dlib.rectangle(round(det.left), round(det.top), round(det.right), round(det.bottom))
+            shape5 = self._sp5(img.pixels, rect)
+            shapes5.append(shape5)
+            faces_pts.append((det, shape_to_array(shape5), shape_to_array(self._sp68(img.pixels, rect))))
+        chips = dlib.get_face_chips(img.pixels, shapes5, size=CHIP_SIZE, padding=CHIP_PADDING)
+        faces = []
+        for (det, pts5, pts68), chip in zip(faces_pts, chips, strict=True):
+            chip_arr = np.asarray(chip, dtype=np.uint8)
+            faces.append(
+                Face(
+                    box=det,
+                    confidence=round(100.0 * float(det.score), 5),
+                    landmarks=rekognition_landmarks(pts68),
+                    pose=estimate_pose(pts68, img.width, img.height),
+                    quality=measure_quality(chip_arr),
+                    points5=pts5,
+                    points68=pts68,
+                    chip=chip_arr,
+                )
+            )
+        return faces
+
+    def embed_faces(self, image: ImageSource | None, faces: list[Face]) -> list[Face]:
+        """Fill `embedding` for every face in one batched embedder call.
+
+        The aligned chips were cut at detection, so `image` is not read again; it is accepted so
+        that callers can pass what they analysed.
+        """
+        todo = [f for f in faces if f.embedding is None]
+        if todo:
+            vectors = self.embedder.embed_chips(np.stack([f.chip for f in todo]))
+            for face, vec in zip(todo, vectors, strict=True):
+                face.embedding = np.asarray(vec, dtype=np.float32)
+        return faces
+
+    def analyze(self, image: ImageSource, max_faces: int = MAX_FACES, embed: bool = True) -> list[Face]:
+        """Detect (largest first) and, by default, embed every face."""
+        faces = self.detect(image, max_faces=max_faces)
+        return self.embed_faces(image, faces) if embed else faces
+
+    def embed_image(self, image: ImageSource) -> np.ndarray | None:
+        """Embedding of the largest face, or None when no face is found."""
+        faces = self.detect(image, max_faces=1)
+        if not faces:
+            return None
+        return self.embed_faces(image, faces)[0].embedding

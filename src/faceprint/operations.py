@@ -1,0 +1,108 @@
+"""Image operations in Rekognition's shapes: DetectFaces and CompareFaces (transport-free)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from faceprint import similarity as sim
+from faceprint.engine import MAX_FACES, Face, FaceEngine
+from faceprint.errors import InvalidParameterError
+from faceprint.images import ImageSource, load_image
+from faceprint.rekognition import bounding_box, compared_face, face_detail, validate_attributes
+
+QUALITY_FILTERS = ("NONE", "AUTO", "LOW", "MEDIUM", "HIGH")
+
+
+def check_threshold(value: float | None, name: str) -> float | None:
+    """Validate a Percent parameter (0-100)."""
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(f"{name} must be a number between 0 and 100") from None
+    if not 0.0 <= v <= 100.0:
+        raise InvalidParameterError(f"{name} must be between 0 and 100, got {value}")
+    return v
+
+
+def check_quality_filter(value: str | None, default: str = "NONE") -> str:
+    """Validate a QualityFilter enum value."""
+    value = default if value is None else value
+    if value not in QUALITY_FILTERS:
+        raise InvalidParameterError(
+            f"QualityFilter must be one of {', '.join(QUALITY_FILTERS)}, got {value!r}"
+        )
+    return value
+
+
+def detect_faces(
+    image: ImageSource,
+    attributes: Iterable[str] | None = None,
+    max_faces: int = MAX_FACES,
+    engine: FaceEngine | None = None,
+) -> dict:
+    """DetectFaces: the `max_faces` largest faces (at most 100) with the DEFAULT attributes."""
+    attrs = validate_attributes(attributes)
+    if not 1 <= int(max_faces) <= MAX_FACES:
+        raise InvalidParameterError(f"max faces must be between 1 and {MAX_FACES}, got {max_faces}")
+    img = load_image(image)
+    faces = (engine or FaceEngine.shared()).detect(img, max_faces=int(max_faces))
+    return {"FaceDetails": [face_detail(f, img.width, img.height, attrs) for f in faces]}
+
+
+def compare_faces(
+    source: ImageSource,
+    target: ImageSource,
+    similarity_threshold: float | None = None,
+    quality_filter: str | None = "NONE",
+    engine: FaceEngine | None = None,
+) -> dict:
+    """CompareFaces: the largest face of `source` against each of the 100 largest faces of `target`.
+
+    Without a threshold, faceprint's calibrated default (FMR <= 1e-4) applies; Rekognition's 80 can
+    be passed explicitly. Every match carries `EstimatedFalseMatchRate`, an extra member.
+    """
+    threshold = check_threshold(similarity_threshold, "SimilarityThreshold")
+    qfilter = check_quality_filter(quality_filter)
+    if threshold is None:
+        threshold = sim.default_compare_threshold()
+    engine = engine or FaceEngine.shared()
+    src_img, tgt_img = load_image(source), load_image(target)
+    src_faces = _filter_quality(engine.detect(src_img, max_faces=1), src_img.width, src_img.height, qfilter)
+    if not src_faces:
+        raise InvalidParameterError("no face was detected in the source image")
+    tgt_faces = _filter_quality(engine.detect(tgt_img), tgt_img.width, tgt_img.height, qfilter)
+    engine.embed_faces(None, src_faces + tgt_faces)
+    src = src_faces[0]
+    matches, unmatched = [], []
+    for face in tgt_faces:
+        score = sim.similarity(float(np.linalg.norm(face.embedding - src.embedding)))
+        shape = compared_face(face, tgt_img.width, tgt_img.height)
+        if score >= threshold:
+            matches.append(
+                {"Similarity": score, "Face": shape, "EstimatedFalseMatchRate": sim.false_match_rate(score)}
+            )
+        else:
+            unmatched.append(shape)
+    matches.sort(key=lambda m: m["Similarity"], reverse=True)
+    return {
+        "SourceImageFace": {
+            "BoundingBox": bounding_box(src.box, src_img.width, src_img.height),
+            "Confidence": src.confidence,
+        },
+        "FaceMatches": matches,
+        "UnmatchedFaces": unmatched,
+        "SimilarityThreshold": threshold,
+    }
+
+
+def _filter_quality(faces: list[Face], width: int, height: int, quality_filter: str) -> list[Face]:
+    """Drop faces that fail the quality filter (NONE keeps all)."""
+    if quality_filter == "NONE":
+        return faces
+    from faceprint.collections.quality import unindexed_reasons
+
+    return [f for f in faces if not unindexed_reasons(f, width, height, quality_filter)]

@@ -1,0 +1,32 @@
+"""Shared fixtures: the real data folder and well-known images in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from faceprint.config import data_dir
+
+DATA = data_dir()
+EXAMPLES = DATA / "known_identities" / "face_recognition_examples" / "examples"
+KNN = EXAMPLES / "knn_examples"
+CROWD = DATA / "crowd"
+LFW = DATA / "lfw" / "lfw-deepfunneled"
+
+if not DATA.is_dir():
+    raise RuntimeError(f"real face data not found at {DATA}; set FACEPRINT_DATA_DIR")
+
+
+@pytest.fixture(scope="session")
+def examples() -> Path:
+    return EXAMPLES
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty FACEPRINT_HOME for one test."""
+    path = tmp_path / "home"
+    path.mkdir()
+    monkeypatch.setenv("FACEPRINT_HOME", str(path))
+    return path
