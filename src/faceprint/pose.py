@@ -1,8 +1,8 @@
 """Head pose (Roll, Yaw, Pitch in degrees) from 68 landmarks, by solvePnP against a 3-D mean face.
 
 Conventions (documented in docs/api.md): Roll is the in-plane angle of the line between the eyes,
-positive when the face is rotated clockwise in the image; Yaw is positive when the face turns
-towards the image's right; Pitch is positive when the face tilts up.
+positive when the face is rotated clockwise in the image; Yaw is positive when the nose points towards
+the image's left (the subject turns to their right); Pitch is positive when the face tilts up.
 """
 
 from __future__ import annotations
