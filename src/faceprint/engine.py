@@ -21,6 +21,8 @@ from faceprint.pose import Pose, estimate_pose
 from faceprint.quality import Quality, measure_quality
 
 MAX_FACES = 100  # Rekognition returns the 100 largest faces
+# Rekognition's FaceModelVersion is numeric ([0-9.]+): the vectors of dlib's ResNet v1 ...
+MODEL_VERSIONS = {False: "1.0", True: "1.1"}  # ... as they are, and averaged with their mirror image
 
 
 @dataclass
@@ -44,7 +46,9 @@ class FaceEngine:
     _shared: FaceEngine | None = None
     _shared_lock = threading.Lock()
 
-    def __init__(self, detector: str | Detector = "auto", embedder: str | Embedder = "auto") -> None:
+    def __init__(
+        self, detector: str | Detector = "auto", embedder: str | Embedder = "auto", flip_average: bool = True
+    ) -> None:
         if isinstance(detector, str):
             from faceprint.detectors import get_detector
 
@@ -55,6 +59,7 @@ class FaceEngine:
             embedder = get_embedder(embedder)
         self.detector: Detector = detector
         self.embedder: Embedder = embedder
+        self.flip_average = flip_average
         self._sp5 = models.shape_predictor_5()
         self._sp68 = models.shape_predictor_68()
 
@@ -68,7 +73,12 @@ class FaceEngine:
 
     @property
     def model_version(self) -> str:
-        return self.embedder.model_version
+        """FaceModelVersion: "1.1" is dlib's ResNet v1 with flip averaging, "1.0" without."""
+        return MODEL_VERSIONS[self.flip_average]
+
+    @property
+    def model_name(self) -> str:
+        return self.embedder.model_version + ("+flip" if self.flip_average else "")
 
     def detect(self, image: ImageSource, max_faces: int = MAX_FACES) -> list[Face]:
         """Detect up to `max_faces` faces, largest first, with landmarks, pose, quality and chips."""
@@ -105,12 +115,22 @@ class FaceEngine:
     def embed_faces(self, image: ImageSource | None, faces: list[Face]) -> list[Face]:
         """Fill `embedding` for every face in one batched embedder call.
 
-        The aligned chips were cut at detection, so `image` is not read again; it is accepted so
-        that callers can pass what they analysed.
+        The descriptor of a face is the mean of the embeddings of its aligned chip and of the chip's
+        mirror image (test-time flip augmentation): on LFW it raises the true match rate at a false
+        match rate of 1e-4 from 0.76 to 0.81 for twice the embedding work (see docs/accuracy.md).
+        The chips were cut at detection, so `image` is not read again; it is accepted so that callers
+        can pass what they analysed.
         """
         todo = [f for f in faces if f.embedding is None]
         if todo:
-            vectors = self.embedder.embed_chips(np.stack([f.chip for f in todo]))
+            chips = np.stack([f.chip for f in todo])
+            if self.flip_average:
+                both = self.embedder.embed_chips(
+                    np.concatenate([chips, np.ascontiguousarray(chips[:, :, ::-1])])
+                )
+                vectors = (both[: len(todo)] + both[len(todo) :]) / 2.0
+            else:
+                vectors = self.embedder.embed_chips(chips)
             for face, vec in zip(todo, vectors, strict=True):
                 face.embedding = np.asarray(vec, dtype=np.float32)
         return faces
