@@ -7,12 +7,11 @@ from collections.abc import Iterable
 import numpy as np
 
 from faceprint import similarity as sim
+from faceprint.collections.quality import check_quality_filter, unindexed_reasons
 from faceprint.engine import MAX_FACES, Face, FaceEngine
 from faceprint.errors import InvalidParameterError
 from faceprint.images import ImageSource, load_image
 from faceprint.rekognition import bounding_box, compared_face, face_detail, validate_attributes
-
-QUALITY_FILTERS = ("NONE", "AUTO", "LOW", "MEDIUM", "HIGH")
 
 
 def check_threshold(value: float | None, name: str) -> float | None:
@@ -26,16 +25,6 @@ def check_threshold(value: float | None, name: str) -> float | None:
     if not 0.0 <= v <= 100.0:
         raise InvalidParameterError(f"{name} must be between 0 and 100, got {value}")
     return v
-
-
-def check_quality_filter(value: str | None, default: str = "NONE") -> str:
-    """Validate a QualityFilter enum value."""
-    value = default if value is None else value
-    if value not in QUALITY_FILTERS:
-        raise InvalidParameterError(
-            f"QualityFilter must be one of {', '.join(QUALITY_FILTERS)}, got {value!r}"
-        )
-    return value
 
 
 def detect_faces(
@@ -66,7 +55,7 @@ def compare_faces(
     be passed explicitly. Every match carries `EstimatedFalseMatchRate`, an extra member.
     """
     threshold = check_threshold(similarity_threshold, "SimilarityThreshold")
-    qfilter = check_quality_filter(quality_filter)
+    qfilter = check_quality_filter(quality_filter, "NONE")
     if threshold is None:
         threshold = sim.default_compare_threshold()
     engine = engine or FaceEngine.shared()
@@ -103,6 +92,4 @@ def _filter_quality(faces: list[Face], width: int, height: int, quality_filter: 
     """Drop faces that fail the quality filter (NONE keeps all)."""
     if quality_filter == "NONE":
         return faces
-    from faceprint.collections.quality import unindexed_reasons
-
     return [f for f in faces if not unindexed_reasons(f, width, height, quality_filter)]

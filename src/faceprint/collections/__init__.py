@@ -1,0 +1,1 @@
+"""Durable face collections: SQLite store, vector-index sync, Rekognition collection operations."""

@@ -1,0 +1,677 @@
+"""Rekognition's collection operations, transport-free: collections, faces, users and search.
+
+`Collections` has one method per operation (snake_case), taking keyword arguments named like the
+Rekognition request members and returning dicts in the response shape of the wire contract. Extra
+members that boto3 ignores: `EstimatedFalseMatchRate` on every FaceMatch and UserMatch, and
+`ExpectedFalseMatches` on SearchFaces / SearchFacesByImage responses.
+
+faceprint's choices where the model gives no default: ListCollections/ListFaces return 1000 items a page
+(MaxResults 0 means the default), ListUsers 500, SearchFaces/SearchFacesByImage/SearchUsers return at
+most 100 matches. FaceMatchThreshold and UserMatchThreshold for searches default to the calibrated
+`default_search_threshold(size)`; AssociateFaces' UserMatchThreshold defaults to Rekognition's 75.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import json
+import logging
+import os
+import re
+import unicodedata
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceprint import similarity as sim
+from faceprint.collections.quality import check_quality_filter, unindexed_reasons
+from faceprint.collections.store import CollectionRow, FaceRow, IndexCache, NewFace, Store
+from faceprint.config import ImageLimits, home_dir
+from faceprint.engine import MAX_FACES, Face, FaceEngine
+from faceprint.errors import (
+    ImageTooLargeError,
+    InvalidPaginationTokenError,
+    InvalidParameterError,
+    InvalidS3ObjectError,
+    ResourceNotFoundError,
+)
+from faceprint.images import LoadedImage, decode_image_bytes, load_image
+from faceprint.rekognition import bounding_box, face_detail, validate_attributes
+
+COLLECTION_ID_RE = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
+FACE_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+USER_ID_RE = re.compile(r"[a-zA-Z0-9_.\-:]{1,128}")
+EXTERNAL_IMAGE_ID_RE = re.compile(r"[a-zA-Z0-9_.\-:]{1,255}")
+CLIENT_TOKEN_RE = re.compile(r"[a-zA-Z0-9\-_]{1,64}")
+TAG_CHARS = set("_.:/=+-@")
+
+MAX_COLLECTION_FACES = 20_000_000  # Rekognition's quota of faces per collection
+MAX_PAGE = 4096  # ListCollections / ListFaces MaxResults
+DEFAULT_PAGE = 1000
+MAX_USER_PAGE = 500
+MAX_SEARCH_FACES = 4096
+DEFAULT_SEARCH_FACES = 100
+MAX_USERS = 500
+DEFAULT_MAX_USERS = 100
+MAX_FACE_ID_LIST = 4096
+MAX_ASSOCIATE_FACES = 100
+ASSOCIATE_DEFAULT_THRESHOLD = 75.0
+DISTANCE_MARGIN = 1.02  # index distances may be approximate: fetch a little beyond the cut, then rescore
+
+log = logging.getLogger(__name__)
+
+
+# -- validation --------------------------------------------------------------------------------------
+
+
+def _pattern(value: Any, regex: re.Pattern, name: str) -> str:
+    if not isinstance(value, str) or not regex.fullmatch(value):
+        raise InvalidParameterError(f"{name} {value!r} is not valid (pattern {regex.pattern})")
+    return value
+
+
+def _optional(value: Any, regex: re.Pattern, name: str) -> str | None:
+    return None if value is None else _pattern(value, regex, name)
+
+
+def _integer(value: Any, name: str, low: int, high: int | None, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InvalidParameterError(f"{name} must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise InvalidParameterError(f"{name} must be {bound}, got {value}")
+    return int(value)
+
+
+def _percent(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise InvalidParameterError(f"{name} must be a number between 0 and 100, got {value!r}")
+    if not 0.0 <= float(value) <= 100.0:
+        raise InvalidParameterError(f"{name} must be between 0 and 100, got {value}")
+    return float(value)
+
+
+def _face_ids(value: Any, name: str, high: int) -> list[str]:
+    if not isinstance(value, list | tuple) or not 1 <= len(value) <= high:
+        raise InvalidParameterError(f"{name} must be a list of 1 to {high} FaceIds")
+    return [_pattern(v, FACE_ID_RE, "FaceId") for v in value]
+
+
+def _tag_text_ok(text: str) -> bool:
+    return all(ch in TAG_CHARS or unicodedata.category(ch)[0] in "LNZ" for ch in text)
+
+
+def _tags(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > 200:
+        raise InvalidParameterError("Tags must be a map of at most 200 entries")
+    for key, val in value.items():
+        if (
+            not isinstance(key, str)
+            or not 1 <= len(key) <= 128
+            or key.startswith("aws:")
+            or not _tag_text_ok(key)
+        ):
+            raise InvalidParameterError(f"tag key {key!r} is not valid")
+        if not isinstance(val, str) or len(val) > 256 or not _tag_text_ok(val):
+            raise InvalidParameterError(f"tag value {val!r} is not valid")
+    return dict(value)
+
+
+def _digest(**params: Any) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+
+
+# -- pagination tokens -------------------------------------------------------------------------------
+
+
+class _Tokens:
+    """Opaque, signed pagination tokens: kind, scope (collection) and the last key returned."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def _tag(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, payload, hashlib.sha256).digest()[:12]
+
+    def make(self, kind: str, scope: int, after: int) -> str:
+        payload = f"{kind}:{scope}:{after}".encode()
+        return base64.urlsafe_b64encode(payload + self._tag(payload)).decode().rstrip("=")
+
+    def parse(self, token: Any, kind: str, scope: int) -> int:
+        """The key to continue after (0 for no token); InvalidPaginationTokenError on anything else."""
+        if token is None:
+            return 0
+        bad = InvalidPaginationTokenError("NextToken is not valid for this request")
+        if not isinstance(token, str) or not 1 <= len(token) <= 255:
+            raise bad
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (ValueError, TypeError):
+            raise bad from None
+        payload, tag = raw[:-12], raw[-12:]
+        if len(raw) <= 12 or not hmac.compare_digest(tag, self._tag(payload)):
+            raise bad
+        parts = payload.decode(errors="replace").split(":")
+        if len(parts) != 3 or parts[0] != kind or parts[1] != str(scope) or not parts[2].isdigit():
+            raise bad
+        return int(parts[2])
+
+
+# -- response shapes ---------------------------------------------------------------------------------
+
+
+def _box(box: Sequence[float]) -> dict[str, float]:
+    left, top, width, height = box
+    return {"Width": width, "Height": height, "Left": left, "Top": top}
+
+
+def face_shape(face: FaceRow, full: bool = True) -> dict:
+    """Rekognition `Face`; `full` adds IndexFacesModelVersion and UserId (ListFaces, FaceMatch)."""
+    out: dict[str, Any] = {"FaceId": face.face_id, "BoundingBox": _box(face.box), "ImageId": face.image_id}
+    if face.external_image_id is not None:
+        out["ExternalImageId"] = face.external_image_id
+    out["Confidence"] = face.confidence
+    if full:
+        out["IndexFacesModelVersion"] = face.model_version
+        if face.user_id is not None:
+            out["UserId"] = face.user_id
+    return out
+
+
+def _chip_jpeg(chip: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(chip).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _error_rate_members(threshold: float, coll: CollectionRow) -> dict:
+    """faceprint's extra search members: the threshold used, the expected number of false matches
+    (FMR x collection size) and, when that exceeds 1, a warning (also logged)."""
+    expected = sim.false_match_rate(threshold) * coll.face_count
+    members: dict[str, Any] = {"FaceMatchThreshold": threshold, "ExpectedFalseMatches": expected}
+    if expected > 1.0:
+        warning = (
+            f"FaceMatchThreshold {threshold:g} implies {expected:.1f} expected false matches per search in "
+            f"collection {coll.name!r} ({coll.face_count:,} faces); faceprint's default for this size is "
+            f"{sim.default_search_threshold(coll.face_count):.2f}"
+        )
+        log.warning(warning)
+        members["Warnings"] = [warning]
+    return members
+
+
+class Collections:
+    """The collection operations over one home folder (`$FACEPRINT_HOME` unless `home` is given)."""
+
+    def __init__(
+        self,
+        home: Path | str | None = None,
+        engine: FaceEngine | None = None,
+        keep_chips: bool = False,
+        region: str | None = None,
+        account_id: str | None = None,
+    ) -> None:
+        self.home = Path(home).expanduser() if home is not None else home_dir()
+        self.store = Store(self.home / "collections")
+        self.indexes = IndexCache(self.store)
+        self.keep_chips = keep_chips
+        self.region = region or os.environ.get("FACEPRINT_REGION", "us-east-1")
+        self.account_id = account_id or os.environ.get("FACEPRINT_ACCOUNT_ID", "000000000000")
+        self._engine = engine
+        self._tokens = _Tokens(self.store.token_key())
+
+    @property
+    def engine(self) -> FaceEngine:
+        if self._engine is None:
+            self._engine = FaceEngine.shared()
+        return self._engine
+
+    def close(self) -> None:
+        """Persist changed vector indexes and close the database connections."""
+        self.indexes.flush()
+        self.store.close()
+
+    def __enter__(self) -> Collections:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def arn(self, collection_id: str) -> str:
+        return f"arn:aws:rekognition:{self.region}:{self.account_id}:collection/{collection_id}"
+
+    def _collection(self, collection_id: Any) -> CollectionRow:
+        return self.store.collection(_pattern(collection_id, COLLECTION_ID_RE, "CollectionId"))
+
+    # -- collections ----------------------------------------------------------------------------------
+
+    def create_collection(self, *, CollectionId: str, Tags: dict[str, str] | None = None) -> dict:
+        name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
+        coll = self.store.create_collection(name, self.engine.model_version, _tags(Tags))
+        return {"StatusCode": 200, "CollectionArn": self.arn(name), "FaceModelVersion": coll.model_version}
+
+    def delete_collection(self, *, CollectionId: str) -> dict:
+        name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
+        self.indexes.forget(self.store.delete_collection(name))
+        return {"StatusCode": 200}
+
+    def describe_collection(self, *, CollectionId: str) -> dict:
+        coll = self._collection(CollectionId)
+        return {
+            "FaceCount": coll.face_count,
+            "FaceModelVersion": coll.model_version,
+            "CollectionARN": self.arn(coll.name),
+            "CreationTimestamp": coll.created,
+            "UserCount": self.store.user_count(coll.id),
+        }
+
+    def list_collections(self, *, NextToken: str | None = None, MaxResults: int | None = None) -> dict:
+        limit = _integer(MaxResults, "MaxResults", 0, MAX_PAGE, DEFAULT_PAGE) or DEFAULT_PAGE
+        after = self._tokens.parse(NextToken, "collections", 0)
+        rows = self.store.list_collections(after, limit + 1)
+        page = rows[:limit]
+        out: dict[str, Any] = {
+            "CollectionIds": [c.name for c in page],
+            "FaceModelVersions": [c.model_version for c in page],
+        }
+        if len(rows) > limit:
+            out["NextToken"] = self._tokens.make("collections", 0, page[-1].id)
+        return out
+
+    # -- images and faces -----------------------------------------------------------------------------
+
+    def _image(self, image: Any) -> tuple[LoadedImage, str]:
+        """Decode the Image member ({"Bytes": ...}; bytes, a path or pixels also work in the core)."""
+        limits = ImageLimits.from_env()
+        if isinstance(image, dict):
+            if "S3Object" in image and "Bytes" not in image:
+                raise InvalidS3ObjectError("S3 objects are not supported by faceprint; send the image Bytes")
+            if "Bytes" not in image:
+                raise InvalidParameterError("Image must have Bytes")
+            image = image["Bytes"]
+        if isinstance(image, bytes | bytearray | memoryview):
+            data = bytes(image)
+            return decode_image_bytes(data, limits), hashlib.sha256(data).hexdigest()
+        if isinstance(image, str | Path):
+            path = Path(image)
+            if not path.is_file():
+                raise InvalidParameterError(f"no such image file: {path}")
+            size = path.stat().st_size
+            if size > limits.max_bytes:
+                raise ImageTooLargeError(f"image is {size:,} bytes; the limit is {limits.max_bytes:,} bytes")
+            data = path.read_bytes()
+            return decode_image_bytes(data, limits, name=path.name), hashlib.sha256(data).hexdigest()
+        if isinstance(image, LoadedImage | np.ndarray):
+            img = load_image(image, limits)
+            return img, hashlib.sha256(img.pixels.tobytes()).hexdigest()
+        raise InvalidParameterError("Image must be {'Bytes': <image bytes>}")
+
+    def _check_model(self, coll: CollectionRow) -> None:
+        if coll.model_version != self.engine.model_version:
+            raise InvalidParameterError(
+                f"collection {coll.name!r} holds faces of model {coll.model_version}; "
+                f"this server computes {self.engine.model_version}"
+            )
+
+    def index_faces(
+        self,
+        *,
+        CollectionId: str,
+        Image: Any,
+        ExternalImageId: str | None = None,
+        DetectionAttributes: list[str] | None = None,
+        MaxFaces: int | None = None,
+        QualityFilter: str | None = None,
+    ) -> dict:
+        """IndexFaces: store the faces that pass QualityFilter (default AUTO), at most MaxFaces (<= 100)."""
+        external_id = _optional(ExternalImageId, EXTERNAL_IMAGE_ID_RE, "ExternalImageId")
+        attrs = validate_attributes(DetectionAttributes)
+        max_faces = min(_integer(MaxFaces, "MaxFaces", 1, None, MAX_FACES), MAX_FACES)
+        qfilter = check_quality_filter(QualityFilter, "AUTO")
+        coll = self._collection(CollectionId)
+        self._check_model(coll)
+        img, sha = self._image(Image)
+        w, h = img.width, img.height
+        faces = self.engine.analyze(img, max_faces=MAX_FACES, embed=False)
+        passing: list[Face] = []
+        unindexed: list[tuple[Face, list[str]]] = []
+        for face in faces:
+            reasons = unindexed_reasons(face, w, h, qfilter)
+            if reasons:
+                unindexed.append((face, reasons))
+            else:
+                passing.append(face)
+        kept = self._keep(passing, max_faces, w, h)
+        unindexed += [(f, ["EXCEEDS_MAX_FACES"]) for f in passing if not any(f is k for k in kept)]
+        self.engine.embed_faces(img, kept)
+        version = self.engine.model_version
+        new = [
+            NewFace(
+                face_id=str(uuid.uuid4()),
+                box=tuple(bounding_box(f.box, w, h)[k] for k in ("Left", "Top", "Width", "Height")),
+                confidence=f.confidence,
+                brightness=f.quality.brightness,
+                sharpness=f.quality.sharpness,
+                pose=(f.pose.roll, f.pose.yaw, f.pose.pitch),
+                embedding=f.embedding,
+                model_version=version,
+                chip=_chip_jpeg(f.chip) if self.keep_chips else None,
+            )
+            for f in kept
+        ]
+        rows = self.store.add_faces(coll.name, sha, str(uuid.uuid4()), external_id, new, MAX_COLLECTION_FACES)
+        order = {id(f): i for i, f in enumerate(faces)}
+        unindexed.sort(key=lambda item: order[id(item[0])])
+        return {
+            "FaceRecords": [
+                {"Face": face_shape(row, full=False), "FaceDetail": face_detail(f, w, h, attrs)}
+                for f, row in zip(kept, rows, strict=True)
+            ],
+            "FaceModelVersion": version,
+            "UnindexedFaces": [
+                {"Reasons": r, "FaceDetail": face_detail(f, w, h, attrs)} for f, r in unindexed
+            ],
+        }
+
+    @staticmethod
+    def _keep(passing: list[Face], max_faces: int, width: int, height: int) -> list[Face]:
+        """Rekognition's rule past MaxFaces: drop the lowest-quality faces first, then the smallest."""
+        kept = list(passing)  # largest first
+        if len(kept) > max_faces:
+            low = [f for f in reversed(kept) if unindexed_reasons(f, width, height, "AUTO")]
+            for face in low[: len(kept) - max_faces]:
+                kept.remove(face)
+        return kept[:max_faces]
+
+    def list_faces(
+        self,
+        *,
+        CollectionId: str,
+        NextToken: str | None = None,
+        MaxResults: int | None = None,
+        UserId: str | None = None,
+        FaceIds: list[str] | None = None,
+    ) -> dict:
+        limit = _integer(MaxResults, "MaxResults", 0, MAX_PAGE, DEFAULT_PAGE) or DEFAULT_PAGE
+        user_id = _optional(UserId, USER_ID_RE, "UserId")
+        face_ids = None if FaceIds is None else _face_ids(FaceIds, "FaceIds", MAX_FACE_ID_LIST)
+        coll = self._collection(CollectionId)
+        after = self._tokens.parse(NextToken, "faces", coll.id)
+        rows = self.store.list_faces(coll.id, after, limit + 1, face_ids, user_id)
+        out: dict[str, Any] = {
+            "Faces": [face_shape(r) for r in rows[:limit]],
+            "FaceModelVersion": coll.model_version,
+        }
+        if len(rows) > limit:
+            out["NextToken"] = self._tokens.make("faces", coll.id, rows[limit - 1].row)
+        return out
+
+    def delete_faces(self, *, CollectionId: str, FaceIds: list[str]) -> dict:
+        """DeleteFaces: faces associated with a user are not deleted (disassociate them first)."""
+        name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
+        face_ids = _face_ids(FaceIds, "FaceIds", MAX_FACE_ID_LIST)
+        deleted, failed = self.store.delete_faces(name, face_ids)
+        return {"DeletedFaces": deleted, "UnsuccessfulFaceDeletions": failed}
+
+    # -- search ---------------------------------------------------------------------------------------
+
+    def _face_threshold(self, value: Any, coll: CollectionRow) -> float:
+        threshold = _percent(value, "FaceMatchThreshold")
+        return sim.default_search_threshold(coll.face_count) if threshold is None else threshold
+
+    def _matches(
+        self,
+        coll: CollectionRow,
+        vector: np.ndarray,
+        max_faces: int,
+        threshold: float,
+        exclude: int | None = None,
+    ) -> list[dict]:
+        """FaceMatches of one embedding: similarity >= threshold, best first, only faces SQLite holds."""
+        k = max_faces + (exclude is not None)
+        dists, ids = self.indexes.search(coll.id, vector, k)
+        cutoff = sim.distance_for_similarity(threshold) * DISTANCE_MARGIN
+        rows = [
+            int(i) for d, i in zip(dists[0], ids[0], strict=True) if i >= 0 and i != exclude and d <= cutoff
+        ]
+        found = self.store.faces_by_row(coll.id, rows, embeddings=True)
+        matches = []
+        for row in found.values():
+            score = sim.similarity(float(np.linalg.norm(row.embedding - vector)))
+            if score >= threshold:
+                matches.append(
+                    {
+                        "Similarity": score,
+                        "Face": face_shape(row),
+                        "EstimatedFalseMatchRate": sim.false_match_rate(score),
+                    }
+                )
+        matches.sort(key=lambda m: m["Similarity"], reverse=True)
+        return matches[:max_faces]
+
+    def search_faces(
+        self,
+        *,
+        CollectionId: str,
+        FaceId: str,
+        MaxFaces: int | None = None,
+        FaceMatchThreshold: float | None = None,
+    ) -> dict:
+        """SearchFaces: faces of the collection that match a stored face (itself excluded)."""
+        face_id = _pattern(FaceId, FACE_ID_RE, "FaceId")
+        max_faces = _integer(MaxFaces, "MaxFaces", 1, MAX_SEARCH_FACES, DEFAULT_SEARCH_FACES)
+        coll = self._collection(CollectionId)
+        threshold = self._face_threshold(FaceMatchThreshold, coll)
+        face = self.store.face(coll.id, face_id, embedding=True)
+        if face is None:
+            raise ResourceNotFoundError(f"face {face_id} is not in collection {coll.name!r}")
+        return {
+            "SearchedFaceId": face_id,
+            "FaceMatches": self._matches(coll, face.embedding, max_faces, threshold, exclude=face.row),
+            "FaceModelVersion": coll.model_version,
+            **_error_rate_members(threshold, coll),
+        }
+
+    def search_faces_by_image(
+        self,
+        *,
+        CollectionId: str,
+        Image: Any,
+        MaxFaces: int | None = None,
+        FaceMatchThreshold: float | None = None,
+        QualityFilter: str | None = None,
+    ) -> dict:
+        """SearchFacesByImage: the largest face of the image against the collection."""
+        max_faces = _integer(MaxFaces, "MaxFaces", 1, MAX_SEARCH_FACES, DEFAULT_SEARCH_FACES)
+        qfilter = check_quality_filter(QualityFilter, "NONE")
+        coll = self._collection(CollectionId)
+        threshold = self._face_threshold(FaceMatchThreshold, coll)
+        self._check_model(coll)
+        img, _ = self._image(Image)
+        faces = self.engine.analyze(img, max_faces=1, embed=False)
+        if not faces:
+            raise InvalidParameterError("no face was detected in the image")
+        face = faces[0]
+        reasons = unindexed_reasons(face, img.width, img.height, qfilter)
+        if reasons:
+            raise InvalidParameterError(
+                f"the largest face does not pass QualityFilter {qfilter}: {', '.join(reasons)}"
+            )
+        self.engine.embed_faces(img, [face])
+        return {
+            "SearchedFaceBoundingBox": bounding_box(face.box, img.width, img.height),
+            "SearchedFaceConfidence": face.confidence,
+            "FaceMatches": self._matches(coll, face.embedding, max_faces, threshold),
+            "FaceModelVersion": coll.model_version,
+            **_error_rate_members(threshold, coll),
+        }
+
+    # -- users ----------------------------------------------------------------------------------------
+
+    def create_user(self, *, CollectionId: str, UserId: str, ClientRequestToken: str | None = None) -> dict:
+        name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
+        user_id = _pattern(UserId, USER_ID_RE, "UserId")
+        token = _optional(ClientRequestToken, CLIENT_TOKEN_RE, "ClientRequestToken")
+        return self.store.create_user(name, user_id, token, _digest(UserId=user_id))
+
+    def delete_user(self, *, CollectionId: str, UserId: str, ClientRequestToken: str | None = None) -> dict:
+        """DeleteUser: disassociates the user's faces, then deletes the user."""
+        name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
+        user_id = _pattern(UserId, USER_ID_RE, "UserId")
+        token = _optional(ClientRequestToken, CLIENT_TOKEN_RE, "ClientRequestToken")
+        return self.store.delete_user(name, user_id, token, _digest(UserId=user_id))
+
+    def list_users(
+        self, *, CollectionId: str, MaxResults: int | None = None, NextToken: str | None = None
+    ) -> dict:
+        limit = _integer(MaxResults, "MaxResults", 1, MAX_USER_PAGE, MAX_USER_PAGE)
+        coll = self._collection(CollectionId)
+        after = self._tokens.parse(NextToken, "users", coll.id)
+        rows = self.store.list_users(coll.id, after, limit + 1)
+        out: dict[str, Any] = {"Users": [{"UserId": u.user_id, "UserStatus": u.status} for u in rows[:limit]]}
+        if len(rows) > limit:
+            out["NextToken"] = self._tokens.make("users", coll.id, rows[limit - 1].row)
+        return out
+
+    def associate_faces(
+        self,
+        *,
+        CollectionId: str,
+        UserId: str,
+        FaceIds: list[str],
+        UserMatchThreshold: float | None = None,
+        ClientRequestToken: str | None = None,
+    ) -> dict:
+        """AssociateFaces: each face must match the user's fused template (default threshold 75)."""
+        name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
+        user_id = _pattern(UserId, USER_ID_RE, "UserId")
+        face_ids = _face_ids(FaceIds, "FaceIds", MAX_ASSOCIATE_FACES)
+        threshold = _percent(UserMatchThreshold, "UserMatchThreshold")
+        threshold = ASSOCIATE_DEFAULT_THRESHOLD if threshold is None else threshold
+        token = _optional(ClientRequestToken, CLIENT_TOKEN_RE, "ClientRequestToken")
+        digest = _digest(UserId=user_id, FaceIds=face_ids, UserMatchThreshold=threshold)
+
+        def score(template: np.ndarray, vector: np.ndarray) -> float:
+            return sim.similarity(float(np.linalg.norm(template - vector)))
+
+        return self.store.associate_faces(name, user_id, face_ids, threshold, score, token, digest)
+
+    def disassociate_faces(
+        self, *, CollectionId: str, UserId: str, FaceIds: list[str], ClientRequestToken: str | None = None
+    ) -> dict:
+        name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
+        user_id = _pattern(UserId, USER_ID_RE, "UserId")
+        face_ids = _face_ids(FaceIds, "FaceIds", MAX_ASSOCIATE_FACES)
+        token = _optional(ClientRequestToken, CLIENT_TOKEN_RE, "ClientRequestToken")
+        return self.store.disassociate_faces(
+            name, user_id, face_ids, token, _digest(UserId=user_id, FaceIds=face_ids)
+        )
+
+    def _user_matches(
+        self,
+        coll: CollectionRow,
+        vector: np.ndarray | None,
+        threshold: Any,
+        max_users: int,
+        skip: str | None = None,
+    ) -> list[dict]:
+        users, templates = self.store.user_templates(coll.id)
+        value = _percent(threshold, "UserMatchThreshold")
+        value = sim.default_search_threshold(len(users)) if value is None else value
+        if vector is None or templates is None:
+            return []
+        scores = [sim.similarity(float(d)) for d in np.linalg.norm(templates - vector, axis=1)]
+        matches = [
+            {
+                "Similarity": s,
+                "User": {"UserId": u.user_id, "UserStatus": u.status},
+                "EstimatedFalseMatchRate": sim.false_match_rate(s),
+            }
+            for u, s in zip(users, scores, strict=True)
+            if s >= value and u.user_id != skip
+        ]
+        matches.sort(key=lambda m: m["Similarity"], reverse=True)
+        return matches[:max_users]
+
+    def search_users(
+        self,
+        *,
+        CollectionId: str,
+        UserId: str | None = None,
+        FaceId: str | None = None,
+        UserMatchThreshold: float | None = None,
+        MaxUsers: int | None = None,
+    ) -> dict:
+        """SearchUsers by a stored face (SearchedFace) or by a user's fused template (SearchedUser)."""
+        if (UserId is None) == (FaceId is None):
+            raise InvalidParameterError("give exactly one of UserId and FaceId")
+        max_users = _integer(MaxUsers, "MaxUsers", 1, MAX_USERS, DEFAULT_MAX_USERS)
+        _percent(UserMatchThreshold, "UserMatchThreshold")
+        coll = self._collection(CollectionId)
+        out: dict[str, Any] = {}
+        if FaceId is not None:
+            face = self.store.face(coll.id, _pattern(FaceId, FACE_ID_RE, "FaceId"), embedding=True)
+            if face is None:
+                raise ResourceNotFoundError(f"face {FaceId} is not in collection {coll.name!r}")
+            vector, skip = face.embedding, None
+            out["SearchedFace"] = {"FaceId": FaceId}
+        else:
+            user = self.store.user(coll.id, _pattern(UserId, USER_ID_RE, "UserId"))
+            if user is None:
+                raise ResourceNotFoundError(f"user {UserId!r} does not exist in collection {coll.name!r}")
+            vector, skip = user.template, UserId
+            out["SearchedUser"] = {"UserId": UserId}
+        return {
+            "UserMatches": self._user_matches(coll, vector, UserMatchThreshold, max_users, skip),
+            "FaceModelVersion": coll.model_version,
+            **out,
+        }
+
+    def search_users_by_image(
+        self,
+        *,
+        CollectionId: str,
+        Image: Any,
+        UserMatchThreshold: float | None = None,
+        MaxUsers: int | None = None,
+        QualityFilter: str | None = None,
+    ) -> dict:
+        """SearchUsersByImage: the largest face against the users' fused templates; no face is no error."""
+        max_users = _integer(MaxUsers, "MaxUsers", 1, MAX_USERS, DEFAULT_MAX_USERS)
+        _percent(UserMatchThreshold, "UserMatchThreshold")
+        qfilter = check_quality_filter(QualityFilter, "NONE")
+        coll = self._collection(CollectionId)
+        self._check_model(coll)
+        img, _ = self._image(Image)
+        w, h = img.width, img.height
+        faces = self.engine.analyze(img, max_faces=MAX_FACES, embed=False)
+        unsearched = [
+            {"FaceDetails": face_detail(f, w, h), "Reasons": ["FACE_NOT_LARGEST"]} for f in faces[1:]
+        ]
+        out: dict[str, Any] = {"UserMatches": [], "FaceModelVersion": coll.model_version}
+        if faces:
+            reasons = unindexed_reasons(faces[0], w, h, qfilter)
+            if reasons:
+                unsearched.insert(0, {"FaceDetails": face_detail(faces[0], w, h), "Reasons": reasons})
+            else:
+                self.engine.embed_faces(img, faces[:1])
+                out["UserMatches"] = self._user_matches(
+                    coll, faces[0].embedding, UserMatchThreshold, max_users
+                )
+                out["SearchedFace"] = {"FaceDetail": face_detail(faces[0], w, h)}
+        out["UnsearchedFaces"] = unsearched
+        return out
