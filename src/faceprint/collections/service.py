@@ -463,6 +463,25 @@ class Collections:
         matches.sort(key=lambda m: m["Similarity"], reverse=True)
         return matches[:max_faces]
 
+    def search_faces_by_vector(
+        self,
+        *,
+        CollectionId: str,
+        Vector: np.ndarray,
+        MaxFaces: int | None = None,
+        FaceMatchThreshold: float | None = None,
+    ) -> dict:
+        """Search with an embedding already computed (a video track's): SearchFaces' response members."""
+        max_faces = _integer(MaxFaces, "MaxFaces", 1, MAX_SEARCH_FACES, DEFAULT_SEARCH_FACES)
+        coll = self._collection(CollectionId)
+        threshold = self._face_threshold(FaceMatchThreshold, coll)
+        vector = np.asarray(Vector, dtype=np.float32).reshape(-1)
+        return {
+            "FaceMatches": self._matches(coll, vector, max_faces, threshold),
+            "FaceModelVersion": coll.model_version,
+            **_error_rate_members(threshold, coll),
+        }
+
     def search_faces(
         self,
         *,

@@ -1,8 +1,7 @@
 """Search one embedding against a collection: the FaceMatches of a tracked person.
 
-Collections offer search by image and by stored face; a video track already has its embedding, so this
-module searches the collection's vector index with it and rescores the candidates exactly, the same way
-`Collections` does for SearchFacesByImage (same similarity, threshold and FaceMatch shape).
+A video track already has its embedding, so it is searched with `Collections.search_faces_by_vector`
+(the same index, exact rescoring, threshold and FaceMatch shape as SearchFacesByImage).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from faceprint import similarity as sim
 from faceprint.errors import InvalidParameterError
 
 DEFAULT_MAX_MATCHES = 100
-DISTANCE_MARGIN = 1.02  # the vector index may be approximate: fetch a little beyond the cut, then rescore
 
 
 class CollectionMatcher:
@@ -55,25 +53,9 @@ class CollectionMatcher:
 
     def matches(self, vector: np.ndarray) -> list[dict]:
         """FaceMatches (Similarity >= threshold, best first) of one embedding."""
-        from faceprint.collections.service import face_shape
-
-        vector = np.asarray(vector, dtype=np.float32)
-        dists, ids = self._service.indexes.search(self.collection.id, vector[None], self.max_matches)
-        if not len(ids) or not len(ids[0]):
-            return []
-        cutoff = sim.distance_for_similarity(self.threshold) * DISTANCE_MARGIN
-        rows = [int(i) for d, i in zip(dists[0], ids[0], strict=True) if i >= 0 and d <= cutoff]
-        found = self._service.store.faces_by_row(self.collection.id, rows, embeddings=True)
-        out = []
-        for row in found.values():
-            score = sim.similarity(float(np.linalg.norm(row.embedding - vector)))
-            if score >= self.threshold:
-                out.append(
-                    {
-                        "Similarity": score,
-                        "Face": face_shape(row),
-                        "EstimatedFalseMatchRate": sim.false_match_rate(score),
-                    }
-                )
-        out.sort(key=lambda m: m["Similarity"], reverse=True)
-        return out[: self.max_matches]
+        return self._service.search_faces_by_vector(
+            CollectionId=self.collection.name,
+            Vector=vector,
+            MaxFaces=self.max_matches,
+            FaceMatchThreshold=self.threshold,
+        )["FaceMatches"]
