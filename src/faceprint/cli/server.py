@@ -1,0 +1,434 @@
+"""`faceprint serve`, `faceprint keys`, `faceprint audit-log` and `faceprint demo`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from faceprint.config import data_dir, home_dir
+
+DEMO_COLLECTION = "demo"
+DEMO_BUCKET = "faceprint-data"
+_DEMO_TRAIN = Path("known_identities/face_recognition_examples/examples/knn_examples/train")
+_DEMO_PROBE = "known_identities/face_recognition_examples/examples/knn_examples/test/obama1.jpg"
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to the root group."""
+    group.add_command(serve)
+    group.add_command(keys)
+    group.add_command(audit_log)
+    group.add_command(demo)
+
+
+def _set_home(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    if value is not None:  # the server's workers read it from the environment
+        os.environ["FACEPRINT_HOME"] = str(value.expanduser().resolve())
+
+
+home_option = click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_home,
+    help="faceprint home folder (default $FACEPRINT_HOME or ~/.faceprint).",
+)
+
+
+# --- serve -----------------------------------------------------------------------------------------------
+def _serve_options(func: Any) -> Any:
+    options = [
+        click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on."),
+        click.option("--port", default=8080, show_default=True, type=int),
+        click.option(
+            "--workers",
+            default=1,
+            show_default=True,
+            type=click.IntRange(1, 64),
+            help="Server processes sharing the home folder.",
+        ),
+        click.option(
+            "--threads",
+            type=click.IntRange(1, 256),
+            default=None,
+            help="Worker threads per process for the face work (default: CPU count, at least 2).",
+        ),
+        click.option(
+            "--bucket",
+            "buckets",
+            multiple=True,
+            metavar="NAME=PATH",
+            help="Serve a local folder as S3 bucket NAME (repeatable).",
+        ),
+        click.option(
+            "--log-level",
+            default="warning",
+            show_default=True,
+            type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+        ),
+        click.option("--access-log/--no-access-log", default=False, show_default=True),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def run_server(
+    host: str,
+    port: int,
+    workers: int,
+    threads: int | None,
+    buckets: tuple[str, ...],
+    log_level: str,
+    access_log: bool,
+    auth: bool = True,
+) -> None:
+    """Start uvicorn; settings travel to every worker through the environment."""
+    import uvicorn
+
+    from faceprint.server.s3 import parse_bucket_map
+
+    os.environ["FACEPRINT_AUTH"] = "1" if auth else "0"
+    os.environ.setdefault("FACEPRINT_HOME", str(home_dir()))
+    if threads:
+        os.environ["FACEPRINT_SERVER_THREADS"] = str(threads)
+    if buckets:
+        try:
+            parse_bucket_map(",".join(buckets))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--bucket") from None
+        previous = os.environ.get("FACEPRINT_BUCKETS", "")
+        os.environ["FACEPRINT_BUCKETS"] = ",".join([previous, *buckets]).strip(",")
+    click.echo(
+        f"faceprint: Rekognition API on http://{host}:{port}/ (REST docs at /docs), "
+        f"auth {'on' if auth else 'OFF'}, home {os.environ['FACEPRINT_HOME']}, {workers} worker(s)",
+        err=True,
+    )
+    uvicorn.run(
+        "faceprint.server.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=access_log,
+    )
+
+
+@click.command()
+@home_option
+@_serve_options
+@click.option(
+    "--auth/--no-auth",
+    default=True,
+    show_default=True,
+    help="Verify SigV4 / Basic credentials (turn off only on a trusted machine).",
+)
+def serve(auth: bool, **options: Any) -> None:
+    """Serve the Rekognition-compatible API (AWS JSON 1.1, SigV4) and the REST API."""
+    run_server(auth=auth, **options)
+
+
+# --- keys ------------------------------------------------------------------------------------------------
+@click.group()
+def keys() -> None:
+    """Create, list and revoke access keys (AccessKeyId + SecretAccessKey)."""
+
+
+def _record_key_change(operation: str, key_id: str, detail: dict[str, Any]) -> None:
+    from faceprint.server.audit import AuditEvent, AuditLog
+
+    log = AuditLog.for_home(home_dir())
+    try:
+        log.append(AuditEvent(operation=operation, key_id=key_id, detail={"via": "cli", **detail}))
+    finally:
+        log.close()
+
+
+@keys.command("create")
+@home_option
+@click.option("--name", default="", help="A label for the key.")
+@click.option(
+    "--allow",
+    default=None,
+    metavar="ACTIONS",
+    help="Comma-separated operations the key may call, globs allowed (e.g. 'Search*,DetectFaces'). "
+    "Default: all.",
+)
+@click.option(
+    "--collections",
+    default=None,
+    metavar="PATTERN",
+    help="Comma-separated collection id globs the key may use (e.g. 'prod-*'). Default: all.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (shaped like `aws iam create-access-key`).")
+def keys_create(name: str, allow: str | None, collections: str | None, as_json: bool) -> None:
+    """Create a key. The secret is printed now and never again."""
+    from faceprint.errors import FaceprintError
+    from faceprint.server.handlers import REGISTRY
+    from faceprint.server.keys import KeyStore, parse_patterns
+
+    try:
+        allow_patterns = parse_patterns(allow, known=REGISTRY)
+        collection_patterns = parse_patterns(collections)
+    except FaceprintError as exc:
+        raise click.UsageError(exc.message) from None
+    key, secret = KeyStore(home_dir()).create(name, allow_patterns, collection_patterns)
+    _record_key_change(
+        "CreateAccessKey",
+        key.access_key_id,
+        {
+            "name": key.name,
+            "allow": list(allow_patterns),
+            "collections": list(collection_patterns),
+        },
+    )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "AccessKey": {
+                        "UserName": key.name,
+                        "AccessKeyId": key.access_key_id,
+                        "Status": key.status,
+                        "SecretAccessKey": secret,
+                        "CreateDate": _iso(key.created),
+                        "Allow": list(allow_patterns),
+                        "Collections": list(collection_patterns),
+                    }
+                },
+                indent=2,
+            )
+        )
+        return
+    click.echo(f"AccessKeyId:     {key.access_key_id}")
+    click.echo(f"SecretAccessKey: {secret}")
+    click.echo(
+        f"Name: {key.name}   Allow: {','.join(allow_patterns)}   Collections: {','.join(collection_patterns)}"
+    )
+    click.echo("The secret is shown only this once; store it now.", err=True)
+
+
+@keys.command("list")
+@home_option
+@click.option("--json", "as_json", is_flag=True)
+def keys_list(as_json: bool) -> None:
+    """List keys (never their secrets)."""
+    from faceprint.server.keys import KeyStore
+
+    stored = KeyStore(home_dir()).list()
+    if as_json:
+        click.echo(json.dumps({"AccessKeys": [k.public() for k in stored]}, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table("AccessKeyId", "Name", "Status", "Created", "Allow", "Collections")
+    for k in stored:
+        table.add_row(
+            k.access_key_id,
+            k.name,
+            k.status,
+            _iso(k.created),
+            ",".join(k.policy.allow),
+            ",".join(k.policy.collections),
+        )
+    _console().print(table)
+
+
+@keys.command("revoke")
+@home_option
+@click.argument("access_key_id")
+def keys_revoke(access_key_id: str) -> None:
+    """Revoke a key; every server process stops accepting it at once."""
+    from faceprint.errors import FaceprintError
+    from faceprint.server.keys import KeyStore
+
+    try:
+        key = KeyStore(home_dir()).revoke(access_key_id)
+    except FaceprintError as exc:
+        raise click.ClickException(exc.message) from None
+    _record_key_change("RevokeAccessKey", key.access_key_id, {"name": key.name})
+    click.echo(f"revoked {key.access_key_id} ({key.name})")
+
+
+# --- audit-log -------------------------------------------------------------------------------------------
+def parse_since(text: str, now: datetime | None = None) -> str:
+    """'30m', '2h', '7d' ago, or an ISO date/time, as the audit table's UTC ISO format."""
+    now = now or datetime.now(UTC)
+    match = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", text)
+    if match:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
+        when = now - timedelta(**{unit: int(match.group(1))})
+    else:
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise click.BadParameter(
+                "use e.g. 30m, 2h, 7d or an ISO date/time", param_hint="--since"
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@click.command("audit-log")
+@home_option
+@click.option("--since", default=None, help="Only rows from then on: 30m, 2h, 7d, or an ISO date/time.")
+@click.option("--limit", type=int, default=None, help="Only the last N rows.")
+@click.option("--verify", is_flag=True, help="Verify the hash chain; exit status 1 if it is broken.")
+@click.option("--json", "as_json", is_flag=True)
+def audit_log(since: str | None, limit: int | None, verify: bool, as_json: bool) -> None:
+    """Print the audit log (searches, compares, indexing, deletions, key changes) and verify its chain."""
+    from faceprint.server.audit import AuditLog
+
+    log = AuditLog.for_home(home_dir())
+    try:
+        records = log.records(parse_since(since) if since else None, limit)
+        check = log.verify() if verify else None
+    finally:
+        log.close()
+    if as_json:
+        out: dict[str, Any] = {"records": [r.as_dict() for r in records]}
+        if check is not None:
+            out["verification"] = {
+                "ok": check.ok,
+                "rows": check.rows,
+                "head": check.head,
+                "bad_seq": check.bad_seq,
+                "reason": check.reason,
+            }
+        click.echo(json.dumps(out, indent=2))
+    else:
+        from rich.table import Table
+
+        table = Table(
+            "seq", "time", "key", "operation", "collection", "threshold", "matches", "outcome", "request id"
+        )
+        for r in records:
+            table.add_row(
+                str(r.seq),
+                r.time,
+                r.key_id or "-",
+                r.operation,
+                r.collection or "-",
+                "-" if r.threshold is None else f"{r.threshold:g}",
+                "-" if r.matches is None else str(r.matches),
+                r.outcome,
+                r.request_id or "-",
+            )
+        _console().print(table)
+        if check is not None:
+            if check.ok:
+                click.echo(f"chain OK: {check.rows} rows, head {check.head}")
+            else:
+                click.echo(
+                    f"chain BROKEN at row {check.bad_seq}: {check.reason} ({check.rows} rows verified)"
+                )
+    if check is not None and not check.ok:
+        sys.exit(1)
+
+
+# --- demo ------------------------------------------------------------------------------------------------
+def prepare_demo_collection(echo: Any = click.echo) -> int:
+    """Create and fill the demo collection if it does not exist; returns the number of faces indexed."""
+    from faceprint.errors import ResourceNotFoundError
+
+    try:
+        from faceprint.collections.service import Collections
+    except ModuleNotFoundError:
+        echo("collections are not available in this build; serving without a demo collection", err=True)
+        return 0
+    with Collections(home_dir()) as service:
+        try:
+            service.describe_collection(CollectionId=DEMO_COLLECTION)
+            return 0
+        except ResourceNotFoundError:
+            pass
+        train = data_dir() / _DEMO_TRAIN
+        images = sorted(p for p in train.glob("*/*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+        if not images:
+            echo(f"no demo images under {train}; set FACEPRINT_DATA_DIR", err=True)
+            return 0
+        service.create_collection(CollectionId=DEMO_COLLECTION)
+        indexed = 0
+        for path in images:  # a few seconds, once: later runs find the collection and skip this
+            result = service.index_faces(
+                CollectionId=DEMO_COLLECTION,
+                Image=path.read_bytes(),
+                ExternalImageId=path.parent.name,
+                MaxFaces=1,
+            )
+            indexed += len(result.get("FaceRecords", []))
+    echo(
+        f"demo collection '{DEMO_COLLECTION}': {indexed} faces from {len(images)} images in {train}", err=True
+    )
+    return indexed
+
+
+def _demo_key() -> tuple[str, str]:
+    from faceprint.server.keys import KeyStore
+
+    store = KeyStore(home_dir())
+    for old in store.list():
+        if old.name == "demo" and old.active:
+            store.revoke(old.access_key_id)
+            _record_key_change("RevokeAccessKey", old.access_key_id, {"name": "demo"})
+    key, secret = store.create("demo")
+    _record_key_change(
+        "CreateAccessKey", key.access_key_id, {"name": "demo", "allow": ["*"], "collections": ["*"]}
+    )
+    return key.access_key_id, secret
+
+
+@click.command()
+@home_option
+@_serve_options
+def demo(**options: Any) -> None:
+    """Create a demo collection and key (if needed), print how to use them, and serve."""
+    prepare_demo_collection()
+    key_id, secret = _demo_key()
+    url = f"http://{options['host']}:{options['port']}"
+    probe = data_dir() / _DEMO_PROBE
+    options["buckets"] = (*options["buckets"], f"{DEMO_BUCKET}={data_dir()}")
+    click.echo(f"""
+faceprint demo: collection '{DEMO_COLLECTION}' (face_recognition example people), a fresh key 'demo'.
+
+  export AWS_ACCESS_KEY_ID={key_id}
+  export AWS_SECRET_ACCESS_KEY={secret}
+  export AWS_DEFAULT_REGION=us-east-1
+
+AWS CLI:
+  aws rekognition list-collections --endpoint-url {url}
+  aws rekognition search-faces-by-image --collection-id {DEMO_COLLECTION} --endpoint-url {url} \\
+      --image-bytes fileb://{probe}
+  aws rekognition search-faces-by-image --collection-id {DEMO_COLLECTION} --endpoint-url {url} \\
+      --image '{{"S3Object":{{"Bucket":"{DEMO_BUCKET}","Name":"{_DEMO_PROBE}"}}}}'
+
+boto3:
+  import boto3
+  rek = boto3.client("rekognition", endpoint_url="{url}")
+  rek.search_faces_by_image(CollectionId="{DEMO_COLLECTION}", Image={{"Bytes": open("{probe}", "rb").read()}})
+
+REST:  curl -u {key_id}:$AWS_SECRET_ACCESS_KEY -F image=@{probe} {url}/v1/collections/{DEMO_COLLECTION}/search
+Docs:  {url}/docs    Metrics: {url}/metrics    Audit: faceprint audit-log --verify
+""")
+    run_server(**options)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=240)  # no truncation in pipes and files
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,89 @@
+"""The Starlette application: the Rekognition endpoint (`POST /`), the REST API, `/healthz`, `/metrics`.
+
+`create_app` is a uvicorn factory (`uvicorn faceprint.server.app:create_app --factory`); settings come
+from the environment so that every worker process builds the same app. Request processing (SigV4, JSON,
+image decoding, the face work, the audit append) runs in a bounded thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from faceprint.errors import FaceprintError
+from faceprint.server import metrics as metrics_mod
+from faceprint.server import rest, wire
+from faceprint.server.handlers import REGISTRY
+from faceprint.server.runtime import Server, read_body, signed_request
+from faceprint.server.settings import ServerSettings
+from faceprint.server.sigv4 import SignedRequest
+
+
+def _metric_name(target: str | None) -> str:
+    try:
+        name = wire.operation_name(target)
+    except FaceprintError:
+        return "Unknown"
+    return name if name in REGISTRY else "Unknown"
+
+
+def create_app(settings: ServerSettings | None = None) -> Starlette:
+    """Build the app for one server process."""
+    server = Server(settings or ServerSettings.from_env())
+
+    def process(req: SignedRequest, request_id: str) -> bytes:
+        identity = server.dispatcher.authenticate(req)
+        name = wire.operation_name(req.header("x-amz-target"))
+        params = wire.decode_body(req.body)
+        return wire.encode(server.dispatcher.invoke(name, params, identity, request_id, via="aws"))
+
+    async def aws_endpoint(request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        start = time.perf_counter()
+        operation = _metric_name(request.headers.get("x-amz-target"))
+        try:
+            with server.admitted():
+                body = await read_body(request, server.settings.max_body_bytes)
+                payload = await server.run(process, signed_request(request, body), request_id)
+            response, code = wire.success(payload, request_id), "OK"
+        except FaceprintError as exc:
+            response, code = wire.error(exc, request_id), exc.code
+        server.metrics.observe("aws", operation, code, time.perf_counter() - start)
+        return response
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "auth": server.settings.auth,
+                "operations": sorted(REGISTRY),
+                "uptime_seconds": round(time.time() - server.metrics.started, 3),
+            }
+        )
+
+    async def metrics(request: Request) -> Response:
+        return PlainTextResponse(server.metrics.render(), media_type=metrics_mod.CONTENT_TYPE)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if server.settings.video_worker:
+            await server.run(server.dispatcher.services.start_video_worker)
+        yield
+        await server.run(server.dispatcher.close)
+
+    routes = [
+        Route("/", aws_endpoint, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        *rest.routes(server),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.server = server
+    return app
