@@ -65,6 +65,7 @@ def test_search_json_and_table(home: Path, indexed: list[dict]) -> None:
         "SearchedFaceConfidence",
         "FaceMatches",
         "FaceModelVersion",
+        "FaceMatchThreshold",
         "ExpectedFalseMatches",
     }
     assert {m["Face"]["ExternalImageId"] for m in resp["FaceMatches"]} == {"obama.jpg", "obama2.jpg"}
