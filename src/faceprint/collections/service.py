@@ -13,9 +13,7 @@ most 100 matches. FaceMatchThreshold and UserMatchThreshold for searches default
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import io
 import json
 import logging
@@ -36,12 +34,12 @@ from faceprint.config import ImageLimits, home_dir
 from faceprint.engine import MAX_FACES, Face, FaceEngine
 from faceprint.errors import (
     ImageTooLargeError,
-    InvalidPaginationTokenError,
     InvalidParameterError,
     InvalidS3ObjectError,
     ResourceNotFoundError,
 )
 from faceprint.images import LoadedImage, decode_image_bytes, load_image
+from faceprint.pagination import PaginationTokens
 from faceprint.rekognition import bounding_box, face_detail, validate_attributes
 
 COLLECTION_ID_RE = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
@@ -136,39 +134,6 @@ def _digest(**params: Any) -> str:
 # -- pagination tokens -------------------------------------------------------------------------------
 
 
-class _Tokens:
-    """Opaque, signed pagination tokens: kind, scope (collection) and the last key returned."""
-
-    def __init__(self, key: bytes) -> None:
-        self._key = key
-
-    def _tag(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()[:12]
-
-    def make(self, kind: str, scope: int, after: int) -> str:
-        payload = f"{kind}:{scope}:{after}".encode()
-        return base64.urlsafe_b64encode(payload + self._tag(payload)).decode().rstrip("=")
-
-    def parse(self, token: Any, kind: str, scope: int) -> int:
-        """The key to continue after (0 for no token); InvalidPaginationTokenError on anything else."""
-        if token is None:
-            return 0
-        bad = InvalidPaginationTokenError("NextToken is not valid for this request")
-        if not isinstance(token, str) or not 1 <= len(token) <= 255:
-            raise bad
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (ValueError, TypeError):
-            raise bad from None
-        payload, tag = raw[:-12], raw[-12:]
-        if len(raw) <= 12 or not hmac.compare_digest(tag, self._tag(payload)):
-            raise bad
-        parts = payload.decode(errors="replace").split(":")
-        if len(parts) != 3 or parts[0] != kind or parts[1] != str(scope) or not parts[2].isdigit():
-            raise bad
-        return int(parts[2])
-
-
 # -- response shapes ---------------------------------------------------------------------------------
 
 
@@ -232,7 +197,7 @@ class Collections:
         self.region = region or os.environ.get("FACEPRINT_REGION", "us-east-1")
         self.account_id = account_id or os.environ.get("FACEPRINT_ACCOUNT_ID", "000000000000")
         self._engine = engine
-        self._tokens = _Tokens(self.store.token_key())
+        self._tokens = PaginationTokens(self.store.token_key())
 
     @property
     def engine(self) -> FaceEngine:
@@ -281,7 +246,7 @@ class Collections:
 
     def list_collections(self, *, NextToken: str | None = None, MaxResults: int | None = None) -> dict:
         limit = _integer(MaxResults, "MaxResults", 0, MAX_PAGE, DEFAULT_PAGE) or DEFAULT_PAGE
-        after = self._tokens.parse(NextToken, "collections", 0)
+        after = self._tokens.parse(NextToken, "collections")
         rows = self.store.list_collections(after, limit + 1)
         page = rows[:limit]
         out: dict[str, Any] = {
@@ -289,7 +254,7 @@ class Collections:
             "FaceModelVersions": [c.model_version for c in page],
         }
         if len(rows) > limit:
-            out["NextToken"] = self._tokens.make("collections", 0, page[-1].id)
+            out["NextToken"] = self._tokens.make("collections", page[-1].id)
         return out
 
     # -- images and faces -----------------------------------------------------------------------------
@@ -410,14 +375,14 @@ class Collections:
         user_id = _optional(UserId, USER_ID_RE, "UserId")
         face_ids = None if FaceIds is None else _face_ids(FaceIds, "FaceIds", MAX_FACE_ID_LIST)
         coll = self._collection(CollectionId)
-        after = self._tokens.parse(NextToken, "faces", coll.id)
+        after = self._tokens.parse(NextToken, f"faces:{coll.id}")
         rows = self.store.list_faces(coll.id, after, limit + 1, face_ids, user_id)
         out: dict[str, Any] = {
             "Faces": [face_shape(r) for r in rows[:limit]],
             "FaceModelVersion": coll.model_version,
         }
         if len(rows) > limit:
-            out["NextToken"] = self._tokens.make("faces", coll.id, rows[limit - 1].row)
+            out["NextToken"] = self._tokens.make(f"faces:{coll.id}", rows[limit - 1].row)
         return out
 
     def delete_faces(self, *, CollectionId: str, FaceIds: list[str]) -> dict:
@@ -559,11 +524,11 @@ class Collections:
     ) -> dict:
         limit = _integer(MaxResults, "MaxResults", 1, MAX_USER_PAGE, MAX_USER_PAGE)
         coll = self._collection(CollectionId)
-        after = self._tokens.parse(NextToken, "users", coll.id)
+        after = self._tokens.parse(NextToken, f"users:{coll.id}")
         rows = self.store.list_users(coll.id, after, limit + 1)
         out: dict[str, Any] = {"Users": [{"UserId": u.user_id, "UserStatus": u.status} for u in rows[:limit]]}
         if len(rows) > limit:
-            out["NextToken"] = self._tokens.make("users", coll.id, rows[limit - 1].row)
+            out["NextToken"] = self._tokens.make(f"users:{coll.id}", rows[limit - 1].row)
         return out
 
     def associate_faces(

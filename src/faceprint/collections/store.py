@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from faceprint.database import Database
 from faceprint.errors import (
     ConflictError,
     IdempotentParameterMismatchError,
@@ -206,72 +205,14 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-class Store:
+class Store(Database):
     """Transactional access to one home folder's database; safe across threads and processes."""
 
     def __init__(self, home: Path) -> None:
         self.home = Path(home)
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.path = self.home / DB_NAME
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
+        super().__init__(self.home / DB_NAME, _SCHEMA)
         with self.write() as conn:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('token_key', ?)", (secrets.token_bytes(32),))
-
-    # -- connections and transactions ------------------------------------------------------------------
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=60000")
-            self._local.conn = conn
-            with self._all_lock:
-                self._all.append(conn)
-        return conn
-
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE): committed durably on exit, rolled back on error."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
-        """One read transaction: every query inside sees the same snapshot."""
-        conn = self._conn()
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
-
-    def close(self) -> None:
-        """Close every connection this object opened (in any thread)."""
-        with self._all_lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-        self._local = threading.local()
-
-    def token_key(self) -> bytes:
-        """Secret of this home folder, used to sign pagination tokens."""
-        with self.read() as conn:
-            return bytes(conn.execute("SELECT value FROM meta WHERE key='token_key'").fetchone()[0])
 
     # -- collections ----------------------------------------------------------------------------------
 

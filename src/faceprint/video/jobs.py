@@ -15,13 +15,13 @@ import os
 import secrets
 import socket
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from faceprint.database import Database
 
 IN_PROGRESS, SUCCEEDED, FAILED = "IN_PROGRESS", "SUCCEEDED", "FAILED"
 FACE_DETECTION, FACE_SEARCH = "FaceDetection", "FaceSearch"
@@ -136,72 +136,17 @@ def _job(row: sqlite3.Row) -> Job:
     )
 
 
-class JobStore:
+class JobStore(Database):
     """Transactional access to the video jobs of one home folder; safe across threads and processes."""
+
+    row_factory = sqlite3.Row
 
     def __init__(self, home: Path, max_attempts: int | None = None) -> None:
         self.folder = Path(home) / "video"
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.path = self.folder / DB_NAME
         self.max_attempts = max_attempts or int(
             os.environ.get("FACEPRINT_VIDEO_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)
         )
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
-        with self.write() as conn:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('token_key', ?)", (secrets.token_bytes(32),))
-
-    # -- connections ----------------------------------------------------------------------------------
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=60000")
-            self._local.conn = conn
-            with self._all_lock:
-                self._all.append(conn)
-        return conn
-
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE), committed on exit, rolled back on error."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
-        """One read transaction: every query inside sees the same snapshot."""
-        conn = self._conn()
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
-
-    def close(self) -> None:
-        with self._all_lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-        self._local = threading.local()
-
-    def token_key(self) -> bytes:
-        with self.read() as conn:
-            return bytes(conn.execute("SELECT value FROM meta WHERE key='token_key'").fetchone()[0])
+        super().__init__(self.folder / DB_NAME, _SCHEMA)
 
     # -- jobs -----------------------------------------------------------------------------------------
 

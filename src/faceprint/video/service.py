@@ -15,9 +15,7 @@ the collection's size, like SearchFacesByImage, and every FaceMatch carries `Est
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import json
 import os
 import re
@@ -28,12 +26,12 @@ from typing import Any
 from faceprint.config import home_dir
 from faceprint.errors import (
     IdempotentParameterMismatchError,
-    InvalidPaginationTokenError,
     InvalidParameterError,
     InvalidS3ObjectError,
     LimitExceededError,
     ResourceNotFoundError,
 )
+from faceprint.pagination import PaginationTokens
 from faceprint.video.decode import probe
 from faceprint.video.jobs import (
     FACE_DETECTION,
@@ -116,37 +114,9 @@ def _notification(value: Any) -> dict | None:
     return {"SNSTopicArn": value["SNSTopicArn"], "RoleArn": value["RoleArn"]}
 
 
-class _Tokens:
-    """Opaque signed NextTokens bound to one job and one sort order."""
-
-    def __init__(self, key: bytes) -> None:
-        self._key = key
-
-    def _tag(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()[:12]
-
-    def make(self, job_id: str, sort: str, offset: int) -> str:
-        payload = f"{hashlib.sha256(job_id.encode()).hexdigest()[:16]}:{sort}:{offset}".encode()
-        return base64.urlsafe_b64encode(payload + self._tag(payload)).decode().rstrip("=")
-
-    def parse(self, token: Any, job_id: str, sort: str) -> int:
-        if token is None:
-            return 0
-        bad = InvalidPaginationTokenError("NextToken is not valid for this job and sort order")
-        if not isinstance(token, str) or not 1 <= len(token) <= 255:
-            raise bad
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (ValueError, TypeError):
-            raise bad from None
-        payload, tag = raw[:-12], raw[-12:]
-        if len(raw) <= 12 or not hmac.compare_digest(tag, self._tag(payload)):
-            raise bad
-        parts = payload.decode(errors="replace").split(":")
-        expected = hashlib.sha256(job_id.encode()).hexdigest()[:16]
-        if len(parts) != 3 or parts[0] != expected or parts[1] != sort or not parts[2].isdigit():
-            raise bad
-        return int(parts[2])
+def _token_scope(job_id: str, sort: str) -> str:
+    """A NextToken is valid for one job and one sort order."""
+    return f"{hashlib.sha256(job_id.encode()).hexdigest()[:16]}:{sort}"
 
 
 class VideoJobs:
@@ -166,7 +136,7 @@ class VideoJobs:
         self.max_active_jobs = max_active_jobs or int(
             os.environ.get("FACEPRINT_VIDEO_MAX_JOBS", DEFAULT_MAX_ACTIVE_JOBS)
         )
-        self._tokens = _Tokens(self.store.token_key())
+        self._tokens = PaginationTokens(self.store.token_key())
         self._worker: Worker | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -328,14 +298,14 @@ class VideoJobs:
         """GetFaceDetection: status, and when SUCCEEDED, the faces by time, paginated."""
         job = self._job(JobId, FACE_DETECTION)
         limit = _max_results(MaxResults)
-        offset = self._tokens.parse(NextToken, job.job_id, "F")
+        offset = self._tokens.parse(NextToken, _token_scope(job.job_id, "F"))
         out = self._envelope(job)
         if job.status != SUCCEEDED:
             return out
         rows = self.store.faces_page(job.job_id, offset, limit + 1)
         out["Faces"] = [{"Timestamp": ts, "Face": detail} for ts, detail in rows[:limit]]
         if len(rows) > limit:
-            out["NextToken"] = self._tokens.make(job.job_id, "F", offset + limit)
+            out["NextToken"] = self._tokens.make(_token_scope(job.job_id, "F"), offset + limit)
         return out
 
     def get_face_search(
@@ -353,7 +323,7 @@ class VideoJobs:
         job = self._job(JobId, FACE_SEARCH)
         sort = SortBy or "TIMESTAMP"
         limit = _max_results(MaxResults)
-        offset = self._tokens.parse(NextToken, job.job_id, sort[0])
+        offset = self._tokens.parse(NextToken, _token_scope(job.job_id, sort[0]))
         out = self._envelope(job)
         if job.status != SUCCEEDED:
             return out
@@ -369,7 +339,7 @@ class VideoJobs:
             for ts, index, detail in page
         ]
         if len(rows) > limit:
-            out["NextToken"] = self._tokens.make(job.job_id, sort[0], offset + limit)
+            out["NextToken"] = self._tokens.make(_token_scope(job.job_id, sort[0]), offset + limit)
         return out
 
     # -- helpers for the command line -----------------------------------------------------------------
