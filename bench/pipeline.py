@@ -85,7 +85,7 @@ def identify(embed, train, test) -> tuple[int, int]:  # type: ignore[no-untyped-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=2, help="timed passes over the image set (best is kept)")
+    parser.add_argument("--repeat", type=int, default=2, help="timed passes (the best is kept)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     data = data_dir()
@@ -116,7 +116,9 @@ def main() -> None:
     print(f"{len(images)} real images, best of {args.repeat} passes")
     print(f"{'pipeline':<18}{'ms/image':>10}{'faces':>8}{'knn ok':>9}")
     for name, r in results.items():
-        print(f"{name:<18}{r['ms_per_image']:>10.1f}{r['faces_found']:>8}{r['knn_correct']:>5}/{r['knn_total']}")
+        print(
+            f"{name:<18}{r['ms_per_image']:>10.1f}{r['faces_found']:>8}{r['knn_correct']:>5}/{r['knn_total']}"
+        )
     print(f"speed-up of faceprint over face_recognition: {speedup:.2f}x")
     if args.json:
         print(json.dumps({"images": len(images), "speedup": speedup, **results}))

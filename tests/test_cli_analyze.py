@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import CROWD, DATA, EXAMPLES
 from PIL import Image
+
+from conftest import CROWD, DATA, EXAMPLES
 
 REKOGNITION_LANDMARKS = 30
 
@@ -36,7 +37,9 @@ def test_detect_json_is_rekognition_detect_faces_shape() -> None:
 
 def test_detect_selfie_returns_the_100_largest_faces(tmp_path: Path) -> None:
     drawn = tmp_path / "boxes.png"
-    out = faceprint("detect", str(CROWD / "tinyfaces_worlds_largest_selfie.jpg"), "--json", "--draw", str(drawn))
+    out = faceprint(
+        "detect", str(CROWD / "tinyfaces_worlds_largest_selfie.jpg"), "--json", "--draw", str(drawn)
+    )
     assert out.returncode == 0, out.stderr
     faces = json.loads(out.stdout)["FaceDetails"]
     assert len(faces) == 100
@@ -62,7 +65,9 @@ def test_compare_json_is_rekognition_compare_faces_shape() -> None:
 
 
 def test_compare_threshold_80_is_available() -> None:
-    out = faceprint("compare", str(EXAMPLES / "obama.jpg"), str(EXAMPLES / "obama2.jpg"), "--json", "--threshold", "80")
+    out = faceprint(
+        "compare", str(EXAMPLES / "obama.jpg"), str(EXAMPLES / "obama2.jpg"), "--json", "--threshold", "80"
+    )
     assert out.returncode == 0, out.stderr
     response = json.loads(out.stdout)
     assert response["SimilarityThreshold"] == 80

@@ -137,3 +137,14 @@ def test_real_entry_point(home: Path, indexed: list[dict], tmp_path: Path) -> No
     )
     page = json.loads(good.stdout)
     assert good.returncode == 0 and len(page["Faces"]) == 3 and page["NextToken"]
+
+
+def test_cli_searches_and_indexing_are_in_the_audit_log(home: Path, indexed: list[dict]) -> None:
+    run(home, "search", "knn", str(EXAMPLES / "obama.jpg"), "--json")
+    _, out, _ = run(home, "audit-log", "--verify", "--json")
+    records = json.loads(out)["records"]
+    ops = [r["operation"] for r in records]
+    assert ops.count("IndexFaces") >= 9 and "SearchFacesByImage" in ops
+    search = [r for r in records if r["operation"] == "SearchFacesByImage"][-1]
+    assert search["collection"] == "knn" and search["key_id"].startswith("local:")
+    assert search["threshold"] > 80 and search["matches"] == 2  # obama.jpg and obama2.jpg

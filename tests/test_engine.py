@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import CROWD, EXAMPLES, KNN
 
 import faceprint
+from conftest import CROWD, EXAMPLES, KNN
 from faceprint import similarity
 from faceprint.engine import FaceEngine
 from faceprint.errors import InvalidParameterError

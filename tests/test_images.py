@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CROWD, DATA, EXAMPLES
 from PIL import Image
 
+from conftest import CROWD, DATA, EXAMPLES
 from faceprint.config import ImageLimits
 from faceprint.errors import ImageTooLargeError, InvalidImageFormatError, InvalidParameterError
 from faceprint.images import load_image
@@ -56,7 +56,7 @@ def test_empty_image_is_invalid_parameter() -> None:
 
 def test_truncated_jpeg_is_invalid_format() -> None:
     data = OBAMA.read_bytes()
-    with pytest.raises(InvalidImageFormatError, match="truncated|corrupt"):
+    with pytest.raises(InvalidImageFormatError, match=r"truncated|corrupt"):
         load_image(data[: len(data) // 3])
 
 
@@ -79,7 +79,9 @@ def test_unsupported_format_is_invalid_format() -> None:
 
 
 def test_oversized_bytes_is_image_too_large() -> None:
-    big = _encode(Image.open(CROWD / "tinyfaces_worlds_largest_selfie.jpg").convert("RGB"), "PNG", compress_level=0)
+    big = _encode(
+        Image.open(CROWD / "tinyfaces_worlds_largest_selfie.jpg").convert("RGB"), "PNG", compress_level=0
+    )
     assert len(big) > 5 * 1024 * 1024
     with pytest.raises(ImageTooLargeError, match="limit is 5,242,880 bytes"):
         load_image(big)

@@ -16,9 +16,9 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from faceprint.audit import AuditEvent, AuditLog
 from faceprint.errors import ImageTooLargeError, InvalidParameterError
 from faceprint.server import schema, sigv4
-from faceprint.server.audit import AuditEvent, AuditLog
 from faceprint.server.errors import (
     IncompleteSignatureError,
     InvalidSignatureError,

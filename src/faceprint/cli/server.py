@@ -145,7 +145,7 @@ def keys() -> None:
 
 
 def _record_key_change(operation: str, key_id: str, detail: dict[str, Any]) -> None:
-    from faceprint.server.audit import AuditEvent, AuditLog
+    from faceprint.audit import AuditEvent, AuditLog
 
     log = AuditLog.for_home(home_dir())
     try:
@@ -288,7 +288,7 @@ def parse_since(text: str, now: datetime | None = None) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def audit_log(since: str | None, limit: int | None, verify: bool, as_json: bool) -> None:
     """Print the audit log (searches, compares, indexing, deletions, key changes) and verify its chain."""
-    from faceprint.server.audit import AuditLog
+    from faceprint.audit import AuditLog
 
     log = AuditLog.for_home(home_dir())
     try:

@@ -11,9 +11,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from faceprint.audit import AuditEvent, AuditLog
 from faceprint.errors import AccessDeniedError, FaceprintError, InternalServerError
 from faceprint.server import schema, sigv4
-from faceprint.server.audit import AuditEvent, AuditLog
 from faceprint.server.errors import (
     MissingAuthenticationTokenError,
     UnknownOperationError,

@@ -193,3 +193,31 @@ class AuditLog:
             expected_seq += 1
             count += 1
         return Verification(True, count, prev)
+
+
+def record_local(
+    home: Path,
+    operation: str,
+    collection: str | None = None,
+    threshold: float | None = None,
+    matches: int | None = None,
+) -> None:
+    """Audit an operation run from the command line or the library (key id `local:<user>`)."""
+    import getpass
+    import uuid
+
+    log = AuditLog.for_home(home)
+    try:
+        log.append(
+            AuditEvent(
+                operation=operation,
+                key_id=f"local:{getpass.getuser()}",
+                collection=collection,
+                threshold=threshold,
+                matches=matches,
+                request_id=str(uuid.uuid4()),
+                detail={"via": "cli"},
+            )
+        )
+    finally:
+        log.close()
