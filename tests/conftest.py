@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,18 @@ LFW = DATA / "lfw" / "lfw-deepfunneled"
 
 if not DATA.is_dir():
     raise RuntimeError(f"real face data not found at {DATA}; set FACEPRINT_DATA_DIR")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test writes to the user's ~/.faceprint: the session gets its own FACEPRINT_HOME."""
+    saved = os.environ.get("FACEPRINT_HOME")
+    os.environ["FACEPRINT_HOME"] = str(tmp_path_factory.mktemp("session-home"))
+    yield
+    if saved is None:
+        os.environ.pop("FACEPRINT_HOME", None)
+    else:
+        os.environ["FACEPRINT_HOME"] = saved
 
 
 @pytest.fixture(scope="session")

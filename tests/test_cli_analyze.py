@@ -64,7 +64,8 @@ def test_compare_json_is_rekognition_compare_faces_shape() -> None:
         assert 0 <= match["Similarity"] <= 100 and 0 < match["EstimatedFalseMatchRate"] <= 1
 
 
-def test_compare_threshold_80_is_available() -> None:
+def test_compare_threshold_80_is_available_and_audited(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FACEPRINT_HOME", str(tmp_path))
     out = faceprint(
         "compare", str(EXAMPLES / "obama.jpg"), str(EXAMPLES / "obama2.jpg"), "--json", "--threshold", "80"
     )
@@ -72,6 +73,8 @@ def test_compare_threshold_80_is_available() -> None:
     response = json.loads(out.stdout)
     assert response["SimilarityThreshold"] == 80
     assert len(response["FaceMatches"]) == 1
+    log = json.loads(faceprint("audit-log", "--json").stdout)["records"]
+    assert [(r["operation"], r["threshold"], r["matches"]) for r in log] == [("CompareFaces", 80.0, 1)]
 
 
 def test_bad_inputs_give_one_line_errors(tmp_path: Path) -> None:
