@@ -7,10 +7,12 @@
      "similarity": [s_0 < s_1 < ...],         # grid of Similarity thresholds (percent)
      "fmr": [...],                            # share of impostor pairs scoring >= s_i
      "fnmr": [...],                           # share of genuine pairs scoring < s_i
-     "tail": {"from": s_t, "intercept": a, "slope": b}}   # log10(FMR) = a + b * s for s >= s_t
+     "tail": {"from": s_t, "variable": "distance", "intercept": a, "slope": b}}
+                                              # log10(FMR) = a + b * d for Similarity >= s_t, d its distance
 
-Beyond the last observed impostor score the FMR comes from the fitted log-linear tail (an estimate,
-flagged as such in the provenance), floored at 1e-15.
+At and above `from` (where fewer than 100 impostor pairs were observed, and LFW's label noise dominates)
+the FMR comes from the fitted log-linear tail: an estimate, flagged as such in the provenance, floored
+at 1e-15.
 """
 
 from __future__ import annotations
@@ -56,7 +58,10 @@ class CalibrationTable:
         """Estimated share of different-person pairs scoring >= `percent` (monotone non-increasing)."""
         s = float(np.clip(percent, 0.0, 100.0))
         if s >= self.tail_from:
-            return max(FMR_FLOOR, min(1.0, 10.0 ** (self.tail_intercept + self.tail_slope * s)))
+            from faceprint.similarity import distance_for_similarity  # similarity imports this module
+
+            d = distance_for_similarity(s)
+            return max(FMR_FLOOR, min(1.0, 10.0 ** (self.tail_intercept + self.tail_slope * d)))
         log_fmr = np.log10(np.maximum(self.fmr, FMR_FLOOR))
         return float(max(FMR_FLOOR, 10.0 ** np.interp(s, self.similarity, log_fmr)))
 

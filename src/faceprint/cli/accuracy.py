@@ -1,0 +1,214 @@
+"""`faceprint eval lfw`, `faceprint audit` and `faceprint calibrate`: accuracy you can check."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from faceprint.cli.common import cli_errors
+
+F = TypeVar("F", bound=Callable[..., Any])
+DETECTORS = ["auto", "hog", "blazeface", "cnn"]
+EMBEDDERS = ["auto", "onnx", "dlib"]
+
+
+def _command_line() -> str:
+    return "faceprint " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _accuracy_errors(func: F) -> F:
+    """Data and calibration problems as one-line errors (exit 2), on top of `cli_errors`."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from faceprint.accuracy.lfw import DatasetError
+
+        try:
+            return func(*args, **kwargs)
+        except DatasetError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return cli_errors(wrapper)  # type: ignore[return-value]
+
+
+def _engine(detector: str, embedder: str):
+    from faceprint.engine import FaceEngine
+
+    if detector == "auto" and embedder == "auto":
+        return FaceEngine.shared()
+    return FaceEngine(detector=detector, embedder=embedder)
+
+
+def _engine_options(func: F) -> F:
+    func = click.option("--embedder", type=click.Choice(EMBEDDERS), default="auto", show_default=True)(func)
+    return click.option("--detector", type=click.Choice(DETECTORS), default="auto", show_default=True)(func)
+
+
+def _json_line(payload: dict) -> None:
+    """One JSON object on one line: the last line of stdout."""
+    click.echo(json.dumps(payload, separators=(",", ":"), default=float))
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Standard accuracy benchmarks."""
+
+
+@eval_group.command("lfw")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="Folder for the report files.",
+)
+@click.option(
+    "--pairs-per-fold", type=click.IntRange(1, 300), help="Use only the first N same + N different pairs."
+)
+@_engine_options
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object (last line).")
+@_accuracy_errors
+def eval_lfw_command(
+    out: Path, pairs_per_fold: int | None, detector: str, embedder: str, as_json: bool
+) -> None:
+    """LFW 10-fold verification on lfw/pairs.txt: accuracy ± std, ROC AUC, TAR at FAR, ROC plot."""
+    from faceprint.accuracy import eval_lfw
+
+    console = Console(stderr=True)
+    result = eval_lfw.evaluate(_engine(detector, embedder), per_fold=pairs_per_fold, console=console)
+    plot = eval_lfw.plot(result, out / "lfw_roc.png")
+    result.pop("_scores")
+    result["command"] = _command_line()
+    result["plot"] = str(plot)
+    (out / "lfw_eval.json").write_text(json.dumps(result, indent=1, default=float))
+    if as_json:
+        _json_line(result)
+        return
+    t = Table(
+        title=f"LFW verification ({result['pairs']} pairs, {result['detector']} + {result['embedder']})"
+    )
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_row(
+        "10-fold accuracy", f"{100 * result['accuracy_mean']:.2f}% ± {100 * result['accuracy_std']:.2f}"
+    )
+    t.add_row("ROC AUC", f"{result['roc_auc']:.5f}")
+    for far, v in result["tar_at_far"].items():
+        t.add_row(f"TAR at FAR {far}", f"{100 * v['tar']:.2f}%")
+    for name, v in result["accuracy_at_fixed_threshold"].items():
+        t.add_row(f"accuracy at {name} ({v['threshold']:g})", f"{100 * v['accuracy']:.2f}%")
+    t.add_row("images without a detected face (fallback box)", f"{result['fallback']} of {result['images']}")
+    Console().print(t)
+    click.echo(f"plot: {plot}")
+
+
+@click.command("audit")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="Folder for the report files.",
+)
+@click.option("--limit", type=click.IntRange(10), help="At most N images per dataset (a quick subset run).")
+@click.option(
+    "--bootstrap", type=click.IntRange(0), default=1000, show_default=True, help="Bootstrap resamples."
+)
+@_engine_options
+@click.option("--json", "as_json", is_flag=True, help="Print a summary as one JSON object (last line).")
+@_accuracy_errors
+def audit_command(
+    out: Path, limit: int | None, bootstrap: int, detector: str, embedder: str, as_json: bool
+) -> None:
+    """Demographic audit: verification by gender and race, Congress-vs-LFW search, detection by group."""
+    from faceprint.accuracy.audit import FACEPRINT, REKOGNITION, run_audit
+
+    console = Console(stderr=True)
+    r = run_audit(
+        _engine(detector, embedder), out, _command_line(), limit=limit, n_boot=bootstrap, console=console
+    )
+    idn = r["identification"]["by_threshold"]
+    gender = r["verification"]["gender"]["by_threshold"][FACEPRINT]
+    summary = {
+        "html": str(out / "audit.html"),
+        "json": str(out / "audit.json"),
+        "seconds": r["timings_s"]["total"],
+        "compare_threshold": r["thresholds"]["compare_default"],
+        "fmr_by_gender": {g: row["fmr"] for g, row in gender["rows"].items()},
+        "fnmr_by_gender": {g: row["fnmr"] for g, row in gender["rows"].items()},
+        "members_falsely_matched": {k: v["members_falsely_matched"] for k, v in idn.items()},
+        "search_thresholds": {k: v["threshold"] for k, v in idn.items()},
+        "detection_rate": r["detection"]["found"] / max(1, r["detection"]["images"]),
+    }
+    if as_json:
+        _json_line(summary)
+        return
+    t = Table(title="faceprint audit")
+    t.add_column("check")
+    t.add_column("result", justify="right")
+    for g, row in gender["rows"].items():
+        t.add_row(
+            f"FMR / FNMR at {FACEPRINT} 1:1 ({gender['threshold']:g}), {g}",
+            f"{row['fmr']:.2g} / {row['fnmr']:.2%}",
+        )
+    for name in (REKOGNITION, FACEPRINT):
+        b = idn[name]
+        t.add_row(
+            f"Congress members falsely matched at {name} ({b['threshold']:g})",
+            f"{b['members_falsely_matched']} of {r['identification']['members_searched']}",
+        )
+    t.add_row("UTKFace faces detected", f"{r['detection']['found']} of {r['detection']['images']}")
+    t.add_row("time", f"{r['timings_s']['total']:.0f} s")
+    Console().print(t)
+    click.echo(f"report: {out / 'audit.html'}")
+
+
+@click.command("calibrate")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the table [default: the package's faceprint/data/calibration.json].",
+)
+@click.option("--max-images", type=click.IntRange(50), help="Use only the first N LFW images (a quick test).")
+@_engine_options
+@click.option("--json", "as_json", is_flag=True, help="Print a summary as one JSON object (last line).")
+@_accuracy_errors
+def calibrate_command(
+    output: Path | None, max_images: int | None, detector: str, embedder: str, as_json: bool
+) -> None:
+    """Measure impostor and genuine score distributions on all LFW pairs; write the calibration table."""
+    from faceprint.accuracy.calibrate import default_output, run_calibration
+
+    console = Console(stderr=True)
+    summary = run_calibration(
+        _engine(detector, embedder), output or default_output(), _command_line(), max_images, console
+    )
+    if as_json:
+        _json_line(summary)
+        return
+    t = Table(title=f"calibration written to {summary['output']}")
+    t.add_column("")
+    t.add_column("value", justify="right")
+    t.add_row("impostor / genuine pairs", f"{summary['impostor_pairs']:,} / {summary['genuine_pairs']:,}")
+    t.add_row("FMR / FNMR at Similarity 80", f"{summary['fmr_at_80']:.3g} / {summary['fnmr_at_80']:.3%}")
+    t.add_row("1:1 default (FMR <= 1e-4)", f"{summary['compare_threshold_fmr_1e-4']:g}")
+    t.add_row("1:N default, N = 10,000", f"{summary['search_threshold_n_10000']:g}")
+    t.add_row("tail extrapolated from Similarity", f"{summary['tail']['from']:g}")
+    Console().print(t)
+
+
+def register(group: click.Group) -> None:
+    """Add `eval`, `audit` and `calibrate` to the root command group."""
+    group.add_command(eval_group)
+    group.add_command(audit_command)
+    group.add_command(calibrate_command)
