@@ -1,19 +1,21 @@
 """The vector index of a collection: a persisted FAISS cache of its embeddings, exact L2 results.
 
 `FaissIndex` keeps every raw float32 vector once, in dense slots (fixed blocks that are never copied).
-Up to `switch_at` vectors a query scans them all (exact). Past it the index adds a shortlist: an IVF
-index of 4-bit product-quantized codes (FAISS `IVF{nlist},PQ{dim/2}x4fs`, 32 bytes per 128-D vector,
-ids = slots) that proposes candidates, which are then re-ranked by their exact distance to the raw
-vectors. Why not IVF-Flat or HNSW (measured by bench/search.py on LFW-like dlib descriptors):
-dlib's genuine pairs are ~0.44 apart and impostors ~0.82, so at 1M faces an IVF must scan ~12% of the
-collection to put the exact top-1 first in 99% of queries. IVF-Flat scans 512 bytes per vector (1M:
-p50 ~10 ms; 10M: far beyond 50 ms); the 4-bit fast-scan codes are 16x smaller and scanned with SIMD
-(1M: p50 0.7 ms at the same recall). HNSW needs ~1.5x the raw vectors, hours to build 10M on 2 cores,
-and has no real delete. Memory: raw vectors + ~8% (codes, ids, id map).
+Up to `switch_at` (50k) vectors a query scans them all: exact, ~1 ms at 50k. Past it the index adds a
+shortlist, an IVF of 4-bit product-quantized codes (FAISS `IVF{nlist},PQ{dim/2}x4fs`: 32 bytes per
+128-D vector, ids = slots), whose candidates are re-ranked by exact distance to the raw vectors.
+
+Chosen on numbers measured by `bench/search.py --compare` (LFW-like dlib descriptors, 1M faces, 2
+cores): dlib's genuine pairs are ~0.43 apart and impostors ~0.82, so any IVF must probe ~1/8-1/4 of
+its lists for the exact top-1 to come first in >= 99% of queries. IVF-Flat then reads 512 bytes per
+scanned vector: recall@1 0.992 at p50 7 ms (1M), which cannot meet 50 ms at 10M. HNSW32 took 160 s
+to build 1M, +1.56x memory, reached only 0.93 recall@1 at efSearch 256, and has no real delete. The
+fast-scan shortlist reads 16x less: recall@1 0.998 at p50 1.1 ms (1M) and 0.996 at p50 12 ms (10M),
+with RSS 1.2x the raw vectors (codes, ids and id map add ~9%).
 
 Deletes take effect immediately: the vector leaves its slot (the last slot moves into the hole) and
-its code leaves the shortlist before `remove` returns. The shortlist is re-trained when the size moves
-4x from the size it was trained for, from the raw vectors (no second copy is ever made).
+its code leaves the shortlist before `remove` returns. The shortlist is re-trained from the raw
+vectors when the size moves 4x away from the size it was trained for (no second copy is ever made).
 """
 
 from __future__ import annotations
@@ -77,8 +79,10 @@ class VectorIndex(Protocol):
 def nlist_for(n: int) -> int:
     """Inverted lists of the shortlist for `n` vectors: the power of two nearest sqrt(n), with at
     least 39 training points per list (1M -> 1024, 10M -> 4096)."""
-    target = min(math.sqrt(n), n / 39.0)
-    return max(2, 1 << round(math.log2(max(target, 2.0))))
+    nlist = 1 << round(math.log2(max(math.sqrt(n), 2.0)))
+    while nlist > 2 and n < 39 * nlist:
+        nlist //= 2
+    return nlist
 
 
 def nprobe_for(nlist: int, n: int) -> int:
