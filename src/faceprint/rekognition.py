@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from faceprint.detectors.base import Detection
-from faceprint.engine import Face
 from faceprint.errors import InvalidParameterError
 
-ATTRIBUTES = {
+if TYPE_CHECKING:
+    from faceprint.detectors.base import Detection
+    from faceprint.engine import Face
+
+QUALITY_FILTERS = ("NONE", "AUTO", "LOW", "MEDIUM", "HIGH")  # Rekognition's QualityFilter enum
+
+ATTRIBUTES = (  # Rekognition's Attribute enum, in the model's order
     "DEFAULT",
     "ALL",
     "AGE_RANGE",
@@ -23,11 +28,11 @@ ATTRIBUTES = {
     "FACE_OCCLUDED",
     "SMILE",
     "SUNGLASSES",
-}
+)
 # faceprint does not infer age, gender, emotion or other appearance attributes: they are not identity
 # features and such classifiers are unreliable and biased. Requests for them are accepted (for
 # compatibility) and answered with the DEFAULT attributes only. See docs/api.md.
-UNSUPPORTED_ATTRIBUTES = ATTRIBUTES - {"DEFAULT", "ALL"}
+UNSUPPORTED_ATTRIBUTES = frozenset(ATTRIBUTES) - {"DEFAULT", "ALL"}
 
 
 def validate_attributes(attributes: Iterable[str] | None) -> list[str]:
@@ -36,7 +41,7 @@ def validate_attributes(attributes: Iterable[str] | None) -> list[str]:
     bad = [a for a in attrs if a not in ATTRIBUTES]
     if bad:
         raise InvalidParameterError(
-            f"unknown attribute(s) {', '.join(map(str, bad))}; allowed: {sorted(ATTRIBUTES)}"
+            f"unknown attribute(s) {', '.join(map(str, bad))}; allowed: {', '.join(ATTRIBUTES)}"
         )
     return attrs
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from faceprint.engine import Face
 from faceprint.errors import InvalidParameterError
+from faceprint.rekognition import QUALITY_FILTERS
 
-QUALITY_FILTERS = ("NONE", "AUTO", "LOW", "MEDIUM", "HIGH")
 REFERENCE_PIXELS = 1920 * 1080
 
 

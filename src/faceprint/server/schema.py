@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faceprint.errors import ImageTooLargeError, InvalidParameterError
+from faceprint.rekognition import ATTRIBUTES as ATTRIBUTE_NAMES
+from faceprint.rekognition import QUALITY_FILTERS
 
 IMAGE_BLOB_MAX = 5_242_880
 
@@ -207,27 +209,8 @@ PERCENT = Num(0, 100)
 PAGINATION_TOKEN = Str(max=255)
 PAGE_SIZE = Int(0, 4096)
 MAX_USERS = Int(1, 500)
-QUALITY_FILTER = Str(enum=("NONE", "AUTO", "LOW", "MEDIUM", "HIGH"))
-ATTRIBUTES = ListOf(
-    Str(
-        enum=(
-            "DEFAULT",
-            "ALL",
-            "AGE_RANGE",
-            "BEARD",
-            "EMOTIONS",
-            "EYE_DIRECTION",
-            "EYEGLASSES",
-            "EYES_OPEN",
-            "GENDER",
-            "MOUTH_OPEN",
-            "MUSTACHE",
-            "FACE_OCCLUDED",
-            "SMILE",
-            "SUNGLASSES",
-        )
-    )
-)
+QUALITY_FILTER = Str(enum=QUALITY_FILTERS)
+ATTRIBUTES = ListOf(Str(enum=ATTRIBUTE_NAMES))
 S3_OBJECT = Struct(
     {
         "Bucket": Str(3, 255, r"[0-9A-Za-z\.\-_]*"),
