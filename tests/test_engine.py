@@ -123,3 +123,16 @@ def test_knn_examples_are_all_identified(engine: FaceEngine) -> None:
             if similarity.similarity(float(d.min())) >= threshold:
                 found.add(labels[int(d.argmin())])
         assert found == expected[path.name], path.name
+
+
+def test_dual_alignment_option_averages_both_alignments() -> None:
+    """FaceEngine(dual_alignment=True): 5- and 68-point chips, each mirrored, averaged (model 1.2)."""
+    shared = FaceEngine.shared()
+    dual = FaceEngine(detector=shared.detector, embedder=shared.embedder, dual_alignment=True)
+    assert (shared.model_version, dual.model_version) == ("1.1", "1.2")
+    face = dual.analyze(EXAMPLES / "obama.jpg")[0]
+    assert face.chip68 is not None and face.chip68.shape == face.chip.shape
+    plain = shared.embed_image(EXAMPLES / "obama.jpg")
+    assert 0 < np.linalg.norm(face.embedding - plain) < 0.2  # the same face, a slightly different vector
+    other = dual.embed_image(EXAMPLES / "obama2.jpg")
+    assert similarity.similarity(float(np.linalg.norm(face.embedding - other))) > 90

@@ -22,7 +22,9 @@ from faceprint.quality import Quality, measure_quality
 
 MAX_FACES = 100  # Rekognition returns the 100 largest faces
 # Rekognition's FaceModelVersion is numeric ([0-9.]+): the vectors of dlib's ResNet v1 ...
-MODEL_VERSIONS = {False: "1.0", True: "1.1"}  # ... as they are, and averaged with their mirror image
+# as they are (1.0), averaged with their mirror image (1.1), and averaged over the 5- and 68-point
+# alignments and their mirror images (1.2); both alignments without mirroring is 1.3.
+MODEL_VERSIONS = {(False, False): "1.0", (True, False): "1.1", (True, True): "1.2", (False, True): "1.3"}
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Face:
     points5: np.ndarray = field(repr=False)
     points68: np.ndarray = field(repr=False)
     chip: np.ndarray = field(repr=False)  # aligned 150x150 RGB chip, as dlib's ResNet expects
+    chip68: np.ndarray | None = field(default=None, repr=False)  # the same face aligned on its 68 points
     embedding: np.ndarray | None = field(default=None, repr=False)
 
 
@@ -47,7 +50,11 @@ class FaceEngine:
     _shared_lock = threading.Lock()
 
     def __init__(
-        self, detector: str | Detector = "auto", embedder: str | Embedder = "auto", flip_average: bool = True
+        self,
+        detector: str | Detector = "auto",
+        embedder: str | Embedder = "auto",
+        flip_average: bool = True,
+        dual_alignment: bool = False,
     ) -> None:
         if isinstance(detector, str):
             from faceprint.detectors import get_detector
@@ -60,6 +67,7 @@ class FaceEngine:
         self.detector: Detector = detector
         self.embedder: Embedder = embedder
         self.flip_average = flip_average
+        self.dual_alignment = dual_alignment
         self._sp5 = models.shape_predictor_5()
         self._sp68 = models.shape_predictor_68()
 
@@ -74,11 +82,12 @@ class FaceEngine:
     @property
     def model_version(self) -> str:
         """FaceModelVersion: "1.1" is dlib's ResNet v1 with flip averaging, "1.0" without."""
-        return MODEL_VERSIONS[self.flip_average]
+        return MODEL_VERSIONS[(self.flip_average, self.dual_alignment)]
 
     @property
     def model_name(self) -> str:
-        return self.embedder.model_version + ("+flip" if self.flip_average else "")
+        extras = ("+68" if self.dual_alignment else "") + ("+flip" if self.flip_average else "")
+        return self.embedder.model_version + extras
 
     def detect(self, image: ImageSource, max_faces: int = MAX_FACES) -> list[Face]:
         """Detect up to `max_faces` faces, largest first, with landmarks, pose, quality and chips."""
@@ -87,16 +96,22 @@ class FaceEngine:
         detections = detections[: max(0, max_faces)]
         if not detections:
             return []
-        shapes5 = dlib.full_object_detections()
-        faces_pts: list[tuple[Detection, np.ndarray, np.ndarray]] = []
+        shapes5, shapes68 = dlib.full_object_detections(), dlib.full_object_detections()
         for det in detections:
             rect = dlib.rectangle(round(det.left), round(det.top), round(det.right), round(det.bottom))
-            shape5 = self._sp5(img.pixels, rect)
-            shapes5.append(shape5)
-            faces_pts.append((det, shape_to_array(shape5), shape_to_array(self._sp68(img.pixels, rect))))
+            shapes5.append(self._sp5(img.pixels, rect))
+            shapes68.append(self._sp68(img.pixels, rect))
         chips = dlib.get_face_chips(img.pixels, shapes5, size=CHIP_SIZE, padding=CHIP_PADDING)
+        chips68 = (
+            dlib.get_face_chips(img.pixels, shapes68, size=CHIP_SIZE, padding=CHIP_PADDING)
+            if self.dual_alignment
+            else [None] * len(chips)
+        )
         faces = []
-        for (det, pts5, pts68), chip in zip(faces_pts, chips, strict=True):
+        for det, shape5, shape68, chip, chip68 in zip(
+            detections, shapes5, shapes68, chips, chips68, strict=True
+        ):
+            pts5, pts68 = shape_to_array(shape5), shape_to_array(shape68)
             chip_arr = np.asarray(chip, dtype=np.uint8)
             faces.append(
                 Face(
@@ -108,6 +123,7 @@ class FaceEngine:
                     points5=pts5,
                     points68=pts68,
                     chip=chip_arr,
+                    chip68=None if chip68 is None else np.asarray(chip68, dtype=np.uint8),
                 )
             )
         return faces
@@ -123,14 +139,13 @@ class FaceEngine:
         """
         todo = [f for f in faces if f.embedding is None]
         if todo:
-            chips = np.stack([f.chip for f in todo])
+            views = [np.stack([f.chip for f in todo])]
+            if self.dual_alignment:
+                views.append(np.stack([f.chip68 for f in todo]))
             if self.flip_average:
-                both = self.embedder.embed_chips(
-                    np.concatenate([chips, np.ascontiguousarray(chips[:, :, ::-1])])
-                )
-                vectors = (both[: len(todo)] + both[len(todo) :]) / 2.0
-            else:
-                vectors = self.embedder.embed_chips(chips)
+                views += [np.ascontiguousarray(v[:, :, ::-1]) for v in views]
+            vectors = self.embedder.embed_chips(np.concatenate(views))
+            vectors = vectors.reshape(len(views), len(todo), -1).mean(axis=0)
             for face, vec in zip(todo, vectors, strict=True):
                 face.embedding = np.asarray(vec, dtype=np.float32)
         return faces
