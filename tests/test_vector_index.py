@@ -25,8 +25,8 @@ from faceprint.collections.vector_index import (
     open_index,
 )
 from faceprint.config import data_dir
+from faceprint.embedders import get_embedder
 from faceprint.embedders.base import CHIP_PADDING, CHIP_SIZE
-from faceprint.embedders.dlib_resnet import DlibEmbedder
 
 PEOPLE = 80  # LFW people with 3+ images: 2 enrolled, the 3rd is the query
 
@@ -39,7 +39,7 @@ class Faces:
 
 
 def _descriptor(path: Path) -> np.ndarray | None:
-    """dlib descriptor of the central HOG face, None when HOG finds none."""
+    """Descriptor (dlib's network, run by the default embedder) of the central HOG face, or None."""
     rgb = dlib.load_rgb_image(str(path))
     boxes = list(models.hog_detector()(rgb, 0))
     if not boxes:
@@ -48,7 +48,7 @@ def _descriptor(path: Path) -> np.ndarray | None:
     shapes = dlib.full_object_detections()
     shapes.append(models.shape_predictor_5()(rgb, box))
     chips = dlib.get_face_chips(rgb, shapes, size=CHIP_SIZE, padding=CHIP_PADDING)
-    return DlibEmbedder().embed_chips(np.asarray(chips))[0]
+    return get_embedder().embed_chips(np.asarray(chips))[0]
 
 
 @pytest.fixture(scope="module")
