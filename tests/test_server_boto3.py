@@ -375,7 +375,8 @@ def test_revoked_key_stops_working_in_every_worker(env: Env) -> None:
     rek = env.client(key)
     for _ in range(4):
         rek.list_collections()
-    faceprint(env.server.home, "keys", "revoke", key.access_key_id)
+    revoked = json.loads(faceprint(env.server.home, "keys", "revoke", key.access_key_id, "--json").stdout)
+    assert revoked == {"AccessKeyId": key.access_key_id, "UserName": "short-lived", "Status": "Revoked"}
     for _ in range(4):  # several calls: both workers must refuse it
         with pytest.raises(ClientError) as exc:
             env.client(key).list_collections()

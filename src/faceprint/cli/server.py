@@ -247,7 +247,8 @@ def keys_list(as_json: bool) -> None:
 @keys.command("revoke")
 @home_option
 @click.argument("access_key_id")
-def keys_revoke(access_key_id: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the revoked key as JSON.")
+def keys_revoke(access_key_id: str, as_json: bool) -> None:
     """Revoke a key; every server process stops accepting it at once."""
     from faceprint.errors import FaceprintError
     from faceprint.server.keys import KeyStore
@@ -257,6 +258,9 @@ def keys_revoke(access_key_id: str) -> None:
     except FaceprintError as exc:
         raise click.ClickException(exc.message) from None
     _record_key_change("RevokeAccessKey", key.access_key_id, {"name": key.name})
+    if as_json:
+        click.echo(json.dumps({"AccessKeyId": key.access_key_id, "UserName": key.name, "Status": "Revoked"}))
+        return
     click.echo(f"revoked {key.access_key_id} ({key.name})")
 
 
