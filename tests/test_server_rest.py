@@ -90,6 +90,8 @@ def test_index_and_search_with_multipart_and_basic_auth(
     assert resp.headers["x-request-id"] == body["request_id"]
     assert [m["external_image_id"] for m in body["matches"]] == ["obama"]
     assert body["matches"][0]["similarity"] >= 80 and body["searched_face"]["confidence"] > 50
+    assert body["threshold"] == 80 and body["expected_false_matches"] > 0
+    assert 0 < body["matches"][0]["estimated_false_match_rate"] < 0.01
     listed = httpx.get(f"{server.url}/v1/collections", auth=admin, timeout=30).json()
     assert listed["collections"] == ["rest"]
 

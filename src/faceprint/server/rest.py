@@ -92,8 +92,15 @@ def search_view(collection_id: str, result: dict[str, Any], request_id: str) -> 
             "bounding_box": _box(result.get("SearchedFaceBoundingBox")),
             "confidence": result.get("SearchedFaceConfidence"),
         },
+        "threshold": result.get("FaceMatchThreshold"),
+        "expected_false_matches": result.get("ExpectedFalseMatches"),
+        "warnings": result.get("Warnings") or [],
         "matches": [
-            {"similarity": m.get("Similarity"), **_face(m.get("Face") or {})}
+            {
+                "similarity": m.get("Similarity"),
+                "estimated_false_match_rate": m.get("EstimatedFalseMatchRate"),
+                **_face(m.get("Face") or {}),
+            }
             for m in result.get("FaceMatches") or []
         ],
     }
@@ -465,12 +472,24 @@ OPENAPI: dict[str, Any] = {
                             "confidence": {"type": "number"},
                         },
                     },
+                    "threshold": {"type": "number", "description": "Similarity threshold used (percent)"},
+                    "expected_false_matches": {
+                        "type": "number",
+                        "description": "False match rate at the threshold x faces in the collection",
+                    },
+                    "warnings": {"type": "array", "items": {"type": "string"}},
                     "matches": {
                         "type": "array",
                         "items": {
                             "allOf": [
                                 {"$ref": "#/components/schemas/Face"},
-                                {"type": "object", "properties": {"similarity": {"type": "number"}}},
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "similarity": {"type": "number"},
+                                        "estimated_false_match_rate": {"type": "number"},
+                                    },
+                                },
                             ]
                         },
                     },
