@@ -227,3 +227,12 @@ def test_overload_answers_throttling_exception(server: RunningServer, admin: tup
         t.join()
     assert outcomes.count("OK") >= 3 and "ThrottlingException/503" in outcomes, outcomes
     assert set(outcomes) <= {"OK", "ThrottlingException/503"}
+
+
+def test_web_page_is_served_at_the_root(server: RunningServer) -> None:
+    """GET / is the web page (POST / stays the Rekognition endpoint); it drives the REST API above."""
+    resp = httpx.get(f"{server.url}/", timeout=30)
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    page = resp.text
+    for needle in ('id="search"', 'id="index"', "/v1/collections", "estimated_false_match_rate", "Basic "):
+        assert needle in page, needle

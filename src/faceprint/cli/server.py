@@ -423,7 +423,7 @@ boto3:
   rek.search_faces_by_image(CollectionId="{DEMO_COLLECTION}", Image={{"Bytes": open("{probe}", "rb").read()}})
 
 REST:  curl -u {key_id}:$AWS_SECRET_ACCESS_KEY -F image=@{probe} {url}/v1/collections/{DEMO_COLLECTION}/search
-Docs:  {url}/docs    Metrics: {url}/metrics    Audit: faceprint audit-log --verify
+Web page: {url}/    Docs:  {url}/docs    Metrics: {url}/metrics    Audit: faceprint audit-log --verify
 """)
     run_server(**options)
 

@@ -11,10 +11,11 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
+from importlib import resources
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from faceprint.errors import FaceprintError
@@ -24,6 +25,9 @@ from faceprint.server.handlers import REGISTRY
 from faceprint.server.runtime import Server, read_body, signed_request
 from faceprint.server.settings import ServerSettings
 from faceprint.server.sigv4 import SignedRequest
+
+# The web page: search and index with a photo through the REST API (GET /).
+WEB_PAGE = (resources.files("faceprint") / "web" / "index.html").read_text(encoding="utf-8")
 
 
 def _metric_name(target: str | None) -> str:
@@ -78,8 +82,12 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
         yield
         await server.run(server.dispatcher.close)
 
+    async def web_page(request: Request) -> Response:
+        return HTMLResponse(WEB_PAGE)
+
     routes = [
         Route("/", aws_endpoint, methods=["POST"]),
+        Route("/", web_page, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *rest.routes(server),
