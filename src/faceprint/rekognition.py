@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,13 @@ if TYPE_CHECKING:
     from faceprint.engine import Face
 
 QUALITY_FILTERS = ("NONE", "AUTO", "LOW", "MEDIUM", "HIGH")  # Rekognition's QualityFilter enum
+
+# Rekognition's identifier patterns (wire contract, section 2).
+COLLECTION_ID_RE = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
+FACE_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+USER_ID_RE = re.compile(r"[a-zA-Z0-9_.\-:]{1,128}")
+EXTERNAL_IMAGE_ID_RE = re.compile(r"[a-zA-Z0-9_.\-:]{1,255}")
+CLIENT_TOKEN_RE = re.compile(r"[a-zA-Z0-9\-_]{1,64}")
 
 ATTRIBUTES = (  # Rekognition's Attribute enum, in the model's order
     "DEFAULT",

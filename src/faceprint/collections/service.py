@@ -40,13 +40,17 @@ from faceprint.errors import (
 )
 from faceprint.images import LoadedImage, decode_image_bytes, load_image
 from faceprint.pagination import PaginationTokens
-from faceprint.rekognition import bounding_box, face_detail, validate_attributes
+from faceprint.rekognition import (
+    CLIENT_TOKEN_RE,
+    COLLECTION_ID_RE,
+    EXTERNAL_IMAGE_ID_RE,
+    FACE_ID_RE,
+    USER_ID_RE,
+    bounding_box,
+    face_detail,
+    validate_attributes,
+)
 
-COLLECTION_ID_RE = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
-FACE_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-USER_ID_RE = re.compile(r"[a-zA-Z0-9_.\-:]{1,128}")
-EXTERNAL_IMAGE_ID_RE = re.compile(r"[a-zA-Z0-9_.\-:]{1,255}")
-CLIENT_TOKEN_RE = re.compile(r"[a-zA-Z0-9\-_]{1,64}")
 TAG_CHARS = set("_.:/=+-@")
 
 MAX_COLLECTION_FACES = 20_000_000  # Rekognition's quota of faces per collection

@@ -32,6 +32,7 @@ from faceprint.errors import (
     ResourceNotFoundError,
 )
 from faceprint.pagination import PaginationTokens
+from faceprint.rekognition import CLIENT_TOKEN_RE, COLLECTION_ID_RE
 from faceprint.video.decode import probe
 from faceprint.video.jobs import (
     FACE_DETECTION,
@@ -44,11 +45,9 @@ from faceprint.video.jobs import (
 from faceprint.video.pipeline import PipelineConfig
 from faceprint.video.worker import Worker
 
-CLIENT_TOKEN_RE = re.compile(r"[a-zA-Z0-9\-_]{1,64}")
 JOB_TAG_RE = re.compile(r"[a-zA-Z0-9_.\-:+=/]{1,1024}")
 JOB_ID_RE = re.compile(r"[a-zA-Z0-9\-_]{1,64}")
 BUCKET_RE = re.compile(r"[0-9A-Za-z.\-_]{3,255}")
-COLLECTION_ID_RE = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
 SNS_ARN_RE = re.compile(r"^arn:aws:sns:.*:\w{12}:.+$")
 ROLE_ARN_RE = re.compile(r"arn:aws:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+")
 MAX_RESULTS = 1000
