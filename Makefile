@@ -30,8 +30,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/detect.py --lfw 200
 	$(BIN)/python bench/embed.py
-	$(BIN)/python bench/search.py --n 100000
+	$(BIN)/python bench/search.py --n 1000000
 	$(BIN)/python bench/video.py
 	$(BIN)/python bench/server.py
 
