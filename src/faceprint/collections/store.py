@@ -442,14 +442,7 @@ class Store(Database):
         """Delete faces; returns (deleted FaceIds, UnsuccessfulFaceDeletions)."""
         with self.write() as conn:
             coll = self._collection(conn, name)
-            found = {
-                r[0]: (r[1], r[2])
-                for r in conn.execute(
-                    "SELECT f.face_id, f.id, u.user_id FROM faces f LEFT JOIN users u ON u.id=f.user_row "
-                    "WHERE f.collection_id=? AND f.face_id IN (SELECT value FROM json_each(?))",
-                    (coll.id, json.dumps(list(face_ids))),
-                )
-            }
+            found = self._faces_with_owners(conn, coll.id, face_ids)
             deleted, failed, rows = [], [], []
             for fid in dict.fromkeys(face_ids):
                 if fid not in found:
@@ -458,7 +451,7 @@ class Store(Database):
                     failed.append(
                         {
                             "FaceId": fid,
-                            "UserId": found[fid][1],
+                            "UserId": found[fid][2],
                             "Reasons": ["ASSOCIATED_TO_AN_EXISTING_USER"],
                         }
                     )
@@ -512,6 +505,29 @@ class Store(Database):
             return None
         return UserRow(row[0], row[1], row[2], from_blob(row[3]) if row[3] is not None else None)
 
+    @classmethod
+    def _existing_user(cls, conn: sqlite3.Connection, coll_id: int, user_id: str, name: str) -> UserRow:
+        user = cls._user(conn, coll_id, user_id)
+        if user is None:
+            raise ResourceNotFoundError(f"user {user_id!r} does not exist in collection {name!r}")
+        return user
+
+    @staticmethod
+    def _faces_with_owners(
+        conn: sqlite3.Connection, coll_id: int, face_ids: Sequence[str], embeddings: bool = False
+    ) -> dict[str, tuple[int, int | None, str | None, bytes | None]]:
+        """FaceId -> (row, owner's user row, owner's UserId, embedding blob if asked) for the faces found."""
+        column = "f.embedding" if embeddings else "NULL"
+        return {
+            r[0]: (r[1], r[2], r[3], r[4])
+            for r in conn.execute(
+                f"SELECT f.face_id, f.id, f.user_row, u.user_id, {column} FROM faces f "
+                "LEFT JOIN users u ON u.id=f.user_row "
+                "WHERE f.collection_id=? AND f.face_id IN (SELECT value FROM json_each(?))",
+                (coll_id, json.dumps(list(face_ids))),
+            )
+        }
+
     def create_user(self, name: str, user_id: str, token: str | None, digest: str) -> dict:
         with self.write() as conn:
             coll = self._collection(conn, name)
@@ -533,9 +549,7 @@ class Store(Database):
             replay = self._replay(conn, coll.id, "DeleteUser", token, digest)
             if replay is not None:
                 return replay
-            user = self._user(conn, coll.id, user_id)
-            if user is None:
-                raise ResourceNotFoundError(f"user {user_id!r} does not exist in collection {name!r}")
+            user = self._existing_user(conn, coll.id, user_id, name)
             conn.execute("UPDATE faces SET user_row=NULL WHERE user_row=?", (user.row,))
             conn.execute("DELETE FROM users WHERE id=?", (user.row,))
             return self._remember(conn, coll.id, "DeleteUser", token, digest, {})
@@ -597,18 +611,8 @@ class Store(Database):
             replay = self._replay(conn, coll.id, "AssociateFaces", token, digest)
             if replay is not None:
                 return replay
-            user = self._user(conn, coll.id, user_id)
-            if user is None:
-                raise ResourceNotFoundError(f"user {user_id!r} does not exist in collection {name!r}")
-            found = {
-                r[0]: (r[1], r[2], r[3], r[4])
-                for r in conn.execute(
-                    "SELECT f.face_id, f.id, f.user_row, u.user_id, f.embedding FROM faces f "
-                    "LEFT JOIN users u ON u.id=f.user_row "
-                    "WHERE f.collection_id=? AND f.face_id IN (SELECT value FROM json_each(?))",
-                    (coll.id, json.dumps(list(face_ids))),
-                )
-            }
+            user = self._existing_user(conn, coll.id, user_id, name)
+            found = self._faces_with_owners(conn, coll.id, face_ids, embeddings=True)
             wanted = list(dict.fromkeys(face_ids))
             candidates = [f for f in wanted if f in found and found[f][1] is None]
             if user.face_count + len(candidates) > MAX_FACES_PER_USER:
@@ -662,18 +666,8 @@ class Store(Database):
             replay = self._replay(conn, coll.id, "DisassociateFaces", token, digest)
             if replay is not None:
                 return replay
-            user = self._user(conn, coll.id, user_id)
-            if user is None:
-                raise ResourceNotFoundError(f"user {user_id!r} does not exist in collection {name!r}")
-            found = {
-                r[0]: (r[1], r[2], r[3])
-                for r in conn.execute(
-                    "SELECT f.face_id, f.id, f.user_row, u.user_id FROM faces f "
-                    "LEFT JOIN users u ON u.id=f.user_row "
-                    "WHERE f.collection_id=? AND f.face_id IN (SELECT value FROM json_each(?))",
-                    (coll.id, json.dumps(list(face_ids))),
-                )
-            }
+            user = self._existing_user(conn, coll.id, user_id, name)
+            found = self._faces_with_owners(conn, coll.id, face_ids)
             done, failed = [], []
             for fid in dict.fromkeys(face_ids):
                 if fid not in found:
