@@ -14,6 +14,8 @@ import click
 
 from faceprint.config import data_dir, home_dir
 
+WORKER_HEALTHCHECK_SECONDS = 60
+
 DEMO_COLLECTION = "demo"
 DEMO_BUCKET = "faceprint-data"
 _DEMO_TRAIN = Path("known_identities/face_recognition_examples/examples/knn_examples/train")
@@ -121,6 +123,8 @@ def run_server(
         workers=workers,
         log_level=log_level,
         access_log=access_log,
+        # A worker busy in native face code can miss uvicorn's 5 s ping and be killed mid-request.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
 
 
