@@ -85,7 +85,8 @@ def test_obama_matches_his_other_photos_and_not_biden() -> None:
 def test_embed_returns_one_vector_per_face() -> None:
     vectors = faceprint.embed(EXAMPLES / "two_people.jpg")
     assert len(vectors) == 2 and all(v.shape == (128,) and v.dtype == np.float32 for v in vectors)
-    assert np.linalg.norm(vectors[0] - vectors[1]) > 0.6  # two different people
+    assert all(abs(np.linalg.norm(v) - 1.0) < 1e-5 for v in vectors)  # descriptors have unit length
+    assert similarity.similarity(float(np.linalg.norm(vectors[0] - vectors[1]))) < 50  # two different people
 
 
 def test_compare_without_a_face_is_invalid_parameter() -> None:
@@ -125,14 +126,18 @@ def test_knn_examples_are_all_identified(engine: FaceEngine) -> None:
         assert found == expected[path.name], path.name
 
 
-def test_dual_alignment_option_averages_both_alignments() -> None:
-    """FaceEngine(dual_alignment=True): 5- and 68-point chips, each mirrored, averaged (model 1.2)."""
-    shared = FaceEngine.shared()
-    dual = FaceEngine(detector=shared.detector, embedder=shared.embedder, dual_alignment=True)
-    assert (shared.model_version, dual.model_version) == ("1.1", "1.2")
-    face = dual.analyze(EXAMPLES / "obama.jpg")[0]
-    assert face.chip68 is not None and face.chip68.shape == face.chip.shape
-    plain = shared.embed_image(EXAMPLES / "obama.jpg")
-    assert 0 < np.linalg.norm(face.embedding - plain) < 0.2  # the same face, a slightly different vector
-    other = dual.embed_image(EXAMPLES / "obama2.jpg")
+def test_descriptor_averages_every_view_and_has_unit_length() -> None:
+    """Model 2.0: 5- and 68-point chips at three paddings, each with its mirror image, averaged."""
+    engine = FaceEngine.shared()
+    assert engine.model_version == "2.0" and engine.descriptor.passes == 12
+    face = engine.analyze(EXAMPLES / "obama.jpg")[0]
+    assert face.views.shape == (6, 150, 150, 3) and face.views.dtype == np.uint8
+    assert np.array_equal(face.views[1], face.chip)  # the 5-point chip at padding 0.25 is dlib's own
+    views = face.views.reshape(-1, 150, 150, 3)
+    by_hand = engine.embedder.embed_chips(np.concatenate([views, np.ascontiguousarray(views[:, :, ::-1])]))
+    mean = by_hand.mean(axis=0)
+    assert np.allclose(face.embedding, mean / np.linalg.norm(mean), atol=1e-5)
+    one_chip = engine.embedder.embed_chips(face.chip[None])[0]
+    assert 0 < np.linalg.norm(face.embedding - one_chip / np.linalg.norm(one_chip)) < 0.2
+    other = engine.embed_image(EXAMPLES / "obama2.jpg")
     assert similarity.similarity(float(np.linalg.norm(face.embedding - other))) > 90

@@ -21,10 +21,43 @@ from faceprint.pose import Pose, estimate_pose
 from faceprint.quality import Quality, measure_quality
 
 MAX_FACES = 100  # Rekognition returns the 100 largest faces
-# Rekognition's FaceModelVersion is numeric ([0-9.]+): the vectors of dlib's ResNet v1 ...
-# as they are (1.0), averaged with their mirror image (1.1), and averaged over the 5- and 68-point
-# alignments and their mirror images (1.2); both alignments without mirroring is 1.3.
-MODEL_VERSIONS = {(False, False): "1.0", (True, False): "1.1", (True, True): "1.2", (False, True): "1.3"}
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """How a face's identity vector is made from dlib's ResNet: which aligned chips ("views") are
+    embedded and averaged. The mean is scaled to unit length, so distances lie in [0, 2].
+
+    `version` is the FaceModelVersion of collections built with it (Rekognition's pattern: [0-9.]+).
+    """
+
+    version: str
+    alignments: tuple[int, ...]  # landmark sets the chips are aligned on: 5 and/or 68 points
+    paddings: tuple[float, ...]  # dlib get_face_chip paddings (0.25 is what the network was trained on)
+    mirror: bool  # also embed each chip's mirror image
+
+    @property
+    def cuts(self) -> tuple[tuple[int, float], ...]:
+        """(alignment, padding) of every chip cut from the image, in order."""
+        return tuple((a, p) for a in self.alignments for p in self.paddings)
+
+    @property
+    def passes(self) -> int:
+        """Embedder passes per face."""
+        return len(self.cuts) * (2 if self.mirror else 1)
+
+
+# Model 2.0: chips aligned on the 5- and the 68-point landmarks, each at paddings 0.20, 0.25 and 0.30,
+# and their mirror images: 12 views averaged. The most accurate view set measured on the LFW pairs
+# (docs/accuracy.md), for 6x the embedding work of one chip and its mirror (model 1.1, the first release).
+DESCRIPTOR = Descriptor("2.0", alignments=(5, 68), paddings=(0.20, 0.25, 0.30), mirror=True)
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit length (a zero row stays zero), as float32."""
+    v = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=-1, keepdims=True)
+    return (v / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 @dataclass
@@ -38,8 +71,8 @@ class Face:
     quality: Quality
     points5: np.ndarray = field(repr=False)
     points68: np.ndarray = field(repr=False)
-    chip: np.ndarray = field(repr=False)  # aligned 150x150 RGB chip, as dlib's ResNet expects
-    chip68: np.ndarray | None = field(default=None, repr=False)  # the same face aligned on its 68 points
+    chip: np.ndarray = field(repr=False)  # 150x150 RGB chip on the 5 points, padding 0.25 (dlib's own)
+    views: np.ndarray = field(repr=False)  # (cuts, 150, 150, 3): the chips the descriptor embeds
     embedding: np.ndarray | None = field(default=None, repr=False)
 
 
@@ -53,8 +86,7 @@ class FaceEngine:
         self,
         detector: str | Detector = "auto",
         embedder: str | Embedder = "auto",
-        flip_average: bool = True,
-        dual_alignment: bool = False,
+        descriptor: Descriptor = DESCRIPTOR,
     ) -> None:
         if isinstance(detector, str):
             from faceprint.detectors import get_detector
@@ -66,8 +98,7 @@ class FaceEngine:
             embedder = get_embedder(embedder)
         self.detector: Detector = detector
         self.embedder: Embedder = embedder
-        self.flip_average = flip_average
-        self.dual_alignment = dual_alignment
+        self.descriptor = descriptor
         self._sp5 = models.shape_predictor_5()
         self._sp68 = models.shape_predictor_68()
 
@@ -81,13 +112,8 @@ class FaceEngine:
 
     @property
     def model_version(self) -> str:
-        """FaceModelVersion: "1.1" is dlib's ResNet v1 with flip averaging, "1.0" without."""
-        return MODEL_VERSIONS[(self.flip_average, self.dual_alignment)]
-
-    @property
-    def model_name(self) -> str:
-        extras = ("+68" if self.dual_alignment else "") + ("+flip" if self.flip_average else "")
-        return self.embedder.model_version + extras
+        """FaceModelVersion of the vectors this engine computes (see `Descriptor`)."""
+        return self.descriptor.version
 
     def detect(self, image: ImageSource, max_faces: int = MAX_FACES) -> list[Face]:
         """Detect up to `max_faces` faces, largest first, with landmarks, pose, quality and chips."""
@@ -101,18 +127,16 @@ class FaceEngine:
             rect = dlib.rectangle(round(det.left), round(det.top), round(det.right), round(det.bottom))
             shapes5.append(self._sp5(img.pixels, rect))
             shapes68.append(self._sp68(img.pixels, rect))
-        chips = dlib.get_face_chips(img.pixels, shapes5, size=CHIP_SIZE, padding=CHIP_PADDING)
-        chips68 = (
-            dlib.get_face_chips(img.pixels, shapes68, size=CHIP_SIZE, padding=CHIP_PADDING)
-            if self.dual_alignment
-            else [None] * len(chips)
-        )
+        shapes = {5: shapes5, 68: shapes68}
+        cut = {
+            (a, p): dlib.get_face_chips(img.pixels, shapes[a], size=CHIP_SIZE, padding=p)
+            for a, p in {*self.descriptor.cuts, (5, CHIP_PADDING)}
+        }
         faces = []
-        for det, shape5, shape68, chip, chip68 in zip(
-            detections, shapes5, shapes68, chips, chips68, strict=True
-        ):
+        for i, (det, shape5, shape68) in enumerate(zip(detections, shapes5, shapes68, strict=True)):
             pts5, pts68 = shape_to_array(shape5), shape_to_array(shape68)
-            chip_arr = np.asarray(chip, dtype=np.uint8)
+            chip_arr = np.asarray(cut[(5, CHIP_PADDING)][i], dtype=np.uint8)
+            views = np.stack([np.asarray(cut[c][i], dtype=np.uint8) for c in self.descriptor.cuts])
             faces.append(
                 Face(
                     box=det,
@@ -123,32 +147,35 @@ class FaceEngine:
                     points5=pts5,
                     points68=pts68,
                     chip=chip_arr,
-                    chip68=None if chip68 is None else np.asarray(chip68, dtype=np.uint8),
+                    views=views,
                 )
             )
         return faces
 
     def embed_faces(self, image: ImageSource | None, faces: list[Face]) -> list[Face]:
-        """Fill `embedding` for every face in one batched embedder call.
+        """Fill `embedding` for every face, in one batched embedder call.
 
-        The descriptor of a face is the mean of the embeddings of its aligned chip and of the chip's
-        mirror image (test-time flip augmentation): on LFW it raises the true match rate at a false
-        match rate of 1e-4 from 0.76 to 0.81 for twice the embedding work (see docs/accuracy.md).
         The chips were cut at detection, so `image` is not read again; it is accepted so that callers
         can pass what they analysed.
         """
         todo = [f for f in faces if f.embedding is None]
         if todo:
-            views = [np.stack([f.chip for f in todo])]
-            if self.dual_alignment:
-                views.append(np.stack([f.chip68 for f in todo]))
-            if self.flip_average:
-                views += [np.ascontiguousarray(v[:, :, ::-1]) for v in views]
-            vectors = self.embedder.embed_chips(np.concatenate(views))
-            vectors = vectors.reshape(len(views), len(todo), -1).mean(axis=0)
+            vectors = self.describe(np.stack([f.views for f in todo]))
             for face, vec in zip(todo, vectors, strict=True):
-                face.embedding = np.asarray(vec, dtype=np.float32)
+                face.embedding = vec
         return faces
+
+    def describe(self, views: np.ndarray) -> np.ndarray:
+        """Descriptors (n, dim) of `views` (n, cuts, 150, 150, 3): the unit-length mean of the embeddings
+        of every cut chip and, when the descriptor mirrors, of its mirror image."""
+        n, cuts = views.shape[:2]
+        if cuts != len(self.descriptor.cuts):
+            raise ValueError(f"expected {len(self.descriptor.cuts)} chips per face, got {cuts}")
+        chips = views.reshape(n * cuts, *views.shape[2:])
+        if self.descriptor.mirror:
+            chips = np.concatenate([chips, chips[:, :, ::-1]])
+        vectors = self.embedder.embed_chips(np.ascontiguousarray(chips))
+        return unit_rows(vectors.reshape(-1, n, cuts, vectors.shape[-1]).mean(axis=(0, 2)))
 
     def analyze(self, image: ImageSource, max_faces: int = MAX_FACES, embed: bool = True) -> list[Face]:
         """Detect (largest first) and, by default, embed every face."""

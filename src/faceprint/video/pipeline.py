@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from faceprint.detectors.base import Detector
-from faceprint.engine import MAX_FACES, FaceEngine
+from faceprint.engine import MAX_FACES, FaceEngine, unit_rows
 from faceprint.rekognition import face_detail
 from faceprint.video.decode import Frame, VideoInfo, VideoReader
 from faceprint.video.detection import KEYFRAME_EVERY, KeyframeDetector
@@ -182,38 +182,39 @@ class FrameProcessor:
                 track.best = []  # chips are only needed for embedding
 
     def embed_tracks(self, tracks: list[Track]) -> None:
-        """Embed the kept frames of `tracks` in one batch; each track's embedding is their mean."""
+        """Embed the kept frames of `tracks` in one batch; a track's embedding is the unit-length mean of
+        its frames' descriptors."""
         todo = [t for t in tracks if t.best]
         if not todo:
             return
-        chips = [self._chip(chip, region) for t in todo for _, _, chip, region in t.samples()]
-        vectors = self.engine.embedder.embed_chips(np.stack(chips))
+        views = [self._views(v, region) for t in todo for _, _, v, region in t.samples()]
+        vectors = self.engine.describe(np.stack(views))
         start = 0
         for track in todo:
             n = len(track.best)
-            track.embedding = np.asarray(vectors[start : start + n], dtype=np.float32).mean(axis=0)
+            track.embedding = unit_rows(vectors[start : start + n].mean(axis=0))
             start += n
             track.best = []
 
-    def _chip(self, chip: np.ndarray, region: np.ndarray | None) -> np.ndarray:
-        """The chip of a small face re-cut from its region enlarged (bicubic) to ~UPSCALE_TO pixels a face:
+    def _views(self, views: np.ndarray, region: np.ndarray | None) -> np.ndarray:
+        """The chips of a small face re-cut from its region enlarged (bicubic) to ~UPSCALE_TO pixels a face:
         landmarks found on the enlarged face align the chip better (+2 to +3 Similarity measured on the
-        25 px faces of the Hamilton clip). Falls back to the frame's chip when no face is found again."""
+        25 px faces of the Hamilton clip). Falls back to the frame's chips when no face is found again."""
         if region is None:
-            return chip
+            return views
         face_px = min(region.shape[:2]) / (2 * REGION_MARGIN)
         scale = min(MAX_UPSCALE, UPSCALE_TO / max(face_px, 1.0))
         if scale <= 1.0:
-            return chip
+            return views
         big = cv2.resize(region, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
         if min(big.shape[:2]) < 80:  # the engine's minimum image side
-            return chip
+            return views
         faces = _recut_engine().detect(big, max_faces=3)
         if not faces:
-            return chip
+            return views
         cy, cx = big.shape[0] / 2, big.shape[1] / 2
         best = min(faces, key=lambda f: (f.box.center[0] - cx) ** 2 + (f.box.center[1] - cy) ** 2)
-        return best.chip
+        return best.views
 
     def finish(self) -> list[Track]:
         """Close every remaining track (embedding them if asked); all tracks of the video, by id."""

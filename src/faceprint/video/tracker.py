@@ -17,7 +17,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from faceprint.detectors.base import Detection, iou
-from faceprint.engine import Face
+from faceprint.engine import Face, unit_rows
+from faceprint.similarity import distance_for_similarity
 
 MIN_IOU = 0.2  # boxes of one face in consecutive samples overlap at least this much ...
 MAX_CENTRE_SHIFT = 0.6  # ... or their centres are within this many face widths (fast motion)
@@ -26,7 +27,7 @@ MAX_GAP_MS = 1000  # a track ends after this long without a detection
 BEST_CHIPS = 3  # chips embedded per track
 SMALL_FACE = 64  # faces smaller than this (pixels) keep their frame region for a sharper re-cut chip
 REGION_MARGIN = 1.6  # that region spans this many face widths on each side of the face centre
-SAME_PERSON_DISTANCE = 0.45  # tracks whose mean embeddings are closer than this are one person ...
+SAME_PERSON_DISTANCE = distance_for_similarity(92.7)  # tracks whose embeddings are this close: one person ...
 MIN_GROUP_QUALITY = 0.3  # ... when both were seen well enough (profile and tiny faces embed poorly)
 
 
@@ -49,7 +50,8 @@ def frame_quality(face: Face) -> float:
     return face.confidence / 100.0 * frontal * sharp * size
 
 
-Sample = tuple[float, int, np.ndarray, np.ndarray | None]  # quality, sequence, chip, region of a small face
+# quality, sequence, chips (Face.views), the frame region of a small face
+Sample = tuple[float, int, np.ndarray, np.ndarray | None]
 
 
 @dataclass
@@ -75,7 +77,7 @@ class Track:
         crop = None
         if pixels is not None and min(face.box.width, face.box.height) < SMALL_FACE:
             crop = face_region(pixels, face.box)
-        item = (score, seq, face.chip, crop)
+        item = (score, seq, face.views, crop)
         if len(self.best) < keep:
             heapq.heappush(self.best, item)
         else:
@@ -174,6 +176,6 @@ def group_persons(
             members, _ = persons[best]
             members.append(track)
             vectors = [m.embedding for m in members if m.embedding is not None]
-            persons[best] = (members, np.mean(vectors, axis=0))
+            persons[best] = (members, unit_rows(np.mean(vectors, axis=0)))
             index[track.track_id] = best
     return index
