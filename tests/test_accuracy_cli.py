@@ -40,7 +40,7 @@ def test_eval_lfw_subset(env: dict[str, str], tmp_path: Path) -> None:
     assert r["pairs"] == 60 and r["genuine_pairs"] == 30
     assert len(r["fold_accuracies"]) == 10
     assert 0.9 <= r["accuracy_mean"] <= 1.0 and r["roc_auc"] > 0.95
-    assert r["detected"] + r["fallback"] == r["images"]
+    assert r["detected"] + r["detected_by_cnn_retry"] + r["fallback"] == r["images"]
     assert set(r["tar_at_far"]) == {"0.001", "0.0001"}
     assert (tmp_path / "lfw_roc.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "lfw_eval.json").read_text())["accuracy_mean"] == r["accuracy_mean"]

@@ -10,7 +10,7 @@ import pytest
 
 from faceprint.accuracy import lfw, metrics
 from faceprint.accuracy.calibrate import build_table
-from faceprint.accuracy.embeddings import DETECTED, embed_dataset
+from faceprint.accuracy.embeddings import DETECTED, RETRIED, embed_dataset
 from faceprint.accuracy.pairs import BINS, pair_similarity, score_all_pairs, to_bins
 from faceprint.calibration import CalibrationTable
 from faceprint.engine import FaceEngine
@@ -44,6 +44,20 @@ def test_cache_is_reused(embedded) -> None:
     assert again.computed == 0
     np.testing.assert_array_equal(again.vectors, es.vectors)
     assert (es.status == DETECTED).sum() >= len(es.keys) - 2
+
+
+def test_faces_the_default_detector_misses_get_a_second_look(embedded) -> None:
+    """Two LFW images where `auto` finds no central face: dlib's CNN detector finds one (RETRIED), and its
+    descriptor matches another photo of the same man better than any photo of someone else."""
+    missed = [lfw.image_path("Colin_Montgomerie", 4), lfw.image_path("Luis_Horna", 2)]
+    mates = [lfw.image_path("Colin_Montgomerie", 1), lfw.image_path("Luis_Horna", 4)]
+    es = embed_dataset(
+        FaceEngine.shared(), "lfw", lfw.lfw_root(), missed + mates, policy="central", fallback=True
+    )
+    assert es.status.tolist() == [RETRIED, RETRIED, DETECTED, DETECTED]
+    assert np.allclose(np.linalg.norm(es.vectors, axis=1), 1.0, atol=1e-5)
+    d = np.linalg.norm(es.vectors[:2, None] - es.vectors[None, 2:], axis=2)
+    assert d[0, 0] < d[0, 1] and d[1, 1] < d[1, 0]
 
 
 def test_block_scoring_matches_brute_force(embedded) -> None:

@@ -3,7 +3,8 @@
 Each fold's threshold is the one that maximises accuracy on the other nine folds; the fold is scored
 at it. Also reported: ROC AUC and TAR at FAR 1e-3 / 1e-4 over all 6,000 pairs (3,000 impostor pairs,
 so FAR 1e-4 is below the protocol's resolution and reads as TAR at zero false accepts), accuracy at
-fixed thresholds, and how many images needed the fallback box because no face was detected.
+fixed thresholds, and how many images needed a second look (dlib's CNN detector) or the fallback box
+because no face was detected.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from rich.console import Console
 
 from faceprint import similarity as sim
 from faceprint.accuracy import lfw
-from faceprint.accuracy.embeddings import DETECTED, FALLBACK, embed_dataset
+from faceprint.accuracy.embeddings import DETECTED, FALLBACK, RETRIED, embed_dataset
 from faceprint.accuracy.metrics import kfold_accuracy, roc_auc, roc_curve, tar_at_far
 from faceprint.accuracy.pairs import pair_similarity
 
@@ -64,6 +65,7 @@ def evaluate(
         "genuine_pairs": int(same.sum()),
         "impostor_pairs": int((~same).sum()),
         "detected": int((es.status == DETECTED).sum()),
+        "detected_by_cnn_retry": int((es.status == RETRIED).sum()),
         "fallback": int(fell_back.sum()),
         "fallback_box": None if es.fallback_box is None else [round(float(v), 1) for v in es.fallback_box],
         "pairs_with_fallback": int(sum(p.a in fallback_keys or p.b in fallback_keys for p in pairs)),

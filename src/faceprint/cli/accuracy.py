@@ -107,6 +107,7 @@ def eval_lfw_command(
         t.add_row(f"TAR at FAR {far}", f"{100 * v['tar']:.2f}%")
     for name, v in result["accuracy_at_fixed_threshold"].items():
         t.add_row(f"accuracy at {name} ({v['threshold']:g})", f"{100 * v['accuracy']:.2f}%")
+    t.add_row("faces found only by the CNN retry", f"{result['detected_by_cnn_retry']} of {result['images']}")
     t.add_row("images without a detected face (fallback box)", f"{result['fallback']} of {result['images']}")
     Console().print(t)
     click.echo(f"plot: {plot}")
