@@ -57,3 +57,20 @@ def test_demo_serves_a_searchable_collection_and_restarts_without_reindexing(tmp
         assert len(rek.list_faces(CollectionId="demo")["Faces"]) == len(faces)
         with pytest.raises(ClientError, match="UnrecognizedClientException"):
             client(second, key).list_collections()
+
+
+def test_demo_collection_of_an_older_model_is_rebuilt(tmp_path: Path, monkeypatch) -> None:
+    """After an upgrade the demo collection holds another model's vectors: it is rebuilt, not left stale."""
+    from faceprint.cli.server import DEMO_COLLECTION, prepare_demo_collection
+    from faceprint.collections.service import Collections
+
+    monkeypatch.setenv("FACEPRINT_HOME", str(tmp_path / "home"))
+    with Collections(tmp_path / "home") as service:
+        service.store.create_collection(DEMO_COLLECTION, "1.1", {})
+    messages: list[str] = []
+    indexed = prepare_demo_collection(echo=lambda msg, err=False: messages.append(msg))
+    assert indexed > 0 and "rebuilding demo collection 'demo' for model 2.0" in messages[0]
+    with Collections(tmp_path / "home") as service:
+        described = service.describe_collection(CollectionId=DEMO_COLLECTION)
+        assert (described["FaceModelVersion"], described["FaceCount"]) == ("2.0", indexed)
+    assert prepare_demo_collection(echo=messages.append) == 0  # current now: kept as it is

@@ -347,7 +347,8 @@ def audit_log(since: str | None, limit: int | None, verify: bool, as_json: bool)
 
 # --- demo ------------------------------------------------------------------------------------------------
 def prepare_demo_collection(echo: Any = click.echo) -> int:
-    """Create and fill the demo collection if it does not exist; returns the number of faces indexed."""
+    """Create and fill the demo collection if it does not exist (or holds another model version's faces,
+    e.g. after an upgrade: it is rebuilt from the demo images); returns the number of faces indexed."""
     from faceprint.errors import ResourceNotFoundError
 
     try:
@@ -357,8 +358,14 @@ def prepare_demo_collection(echo: Any = click.echo) -> int:
         return 0
     with Collections(home_dir()) as service:
         try:
-            service.describe_collection(CollectionId=DEMO_COLLECTION)
-            return 0
+            found = service.describe_collection(CollectionId=DEMO_COLLECTION)
+            if found["FaceModelVersion"] == service.engine.model_version:
+                return 0
+            echo(
+                f"rebuilding demo collection '{DEMO_COLLECTION}' for model {service.engine.model_version}",
+                err=True,
+            )
+            service.delete_collection(CollectionId=DEMO_COLLECTION)
         except ResourceNotFoundError:
             pass
         train = data_dir() / _DEMO_TRAIN
