@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/search.py --n 1000000
 	$(BIN)/python bench/video.py
 	$(BIN)/python bench/server.py
+	$(BIN)/python bench/views.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
