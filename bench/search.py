@@ -39,6 +39,7 @@ import numpy as np
 
 from _lfw_embeddings import lfw_embeddings
 from faceprint.collections.vector_index import SWITCH_AT, FaissIndex, nprobe_for
+from faceprint.engine import unit_rows
 
 SAMPLES_PER_ID = 4  # synthetic descriptors per synthetic identity
 K = 10
@@ -183,22 +184,26 @@ def main() -> None:
     ap.add_argument("--switch-at", type=int, default=SWITCH_AT, help="flat -> shortlist threshold")
     ap.add_argument("--nprobe", type=int, default=None, help="lists probed (default: nprobe_for(nlist))")
     ap.add_argument("--compare", action="store_true", help="also measure IVF-Flat and HNSW32 (N <= 2M)")
+    ap.add_argument(
+        "--unit", action="store_true", help="unit-length vectors, as model 2.0 stores (default: raw dlib)"
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args()
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
 
     emb = lfw_embeddings()
+    vectors = unit_rows(emb.vectors) if args.unit else emb.vectors
     labels = emb.labels
-    model = DistractorModel.fit(emb.vectors, labels)
-    real = realism(model, emb.vectors, labels, args.seed)
+    model = DistractorModel.fit(vectors, labels)
+    real = realism(model, vectors, labels, args.seed)
     log(f"descriptors real vs synthetic: {real}")
 
     first = np.r_[True, labels[1:] != labels[:-1]]  # rows are grouped by person (sorted files)
     second = np.r_[False, first[:-1]] & ~first
-    mates, mate_labels = emb.vectors[first], labels[first]
+    mates, mate_labels = vectors[first], labels[first]
     rng = np.random.default_rng(args.seed)
     qrows = np.sort(rng.choice(np.flatnonzero(second), min(args.queries, int(second.sum())), replace=False))
-    queries, truth = emb.vectors[qrows], np.searchsorted(mate_labels, labels[qrows])
+    queries, truth = vectors[qrows], np.searchsorted(mate_labels, labels[qrows])
     n_mates = len(mates)
     n_dis = args.n - n_mates
     if n_dis < 0:
@@ -211,6 +216,8 @@ def main() -> None:
     top = TopK(queries, K)
     build_s = gen_s = exact_s = 0.0
     start, blocks = 0, distractors(model, n_dis, args.chunk, args.seed)
+    if args.unit:
+        blocks = (unit_rows(b) for b in blocks)
     block: np.ndarray | None = mates
     while block is not None:
         t0 = time.perf_counter()
@@ -310,6 +317,7 @@ def main() -> None:
         "exact_pass_s": round(exact_s, 1),
         "realism": real,
         "alternatives": alternatives,
+        "unit": args.unit,
         "load_avg": os.getloadavg()[0],
     }
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
