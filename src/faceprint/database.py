@@ -9,9 +9,31 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+BUSY_SECONDS = 60.0  # how long a connection waits for another process's lock
+
+
+def enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, retrying while another process holds the lock.
+
+    Processes that open a new database at the same moment (the workers of `faceprint serve --workers 2`)
+    race to switch its journal mode, and SQLite answers the loser "database is locked" at once, without
+    waiting for the busy timeout.
+    """
+    deadline, pause = time.monotonic() + BUSY_SECONDS, 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(2 * pause, 0.25)
 
 
 class Database:
@@ -35,13 +57,14 @@ class Database:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False
+            )
             if self.row_factory is not None:
                 conn.row_factory = self.row_factory
-            conn.execute("PRAGMA journal_mode=WAL")
+            enable_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=60000")
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)
