@@ -7,7 +7,9 @@ video, the CLI and the server) calls `FaceEngine`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import dlib
 import numpy as np
@@ -60,6 +62,21 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return (v / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
+def _cut(
+    pixels: np.ndarray, shape5: object, shape68: object, chip: np.ndarray, cuts: tuple[tuple[int, float], ...]
+) -> np.ndarray:
+    """The chips of `cuts` ((alignment, padding) pairs), reusing `chip` for (5, CHIP_PADDING)."""
+    shapes = {5: shape5, 68: shape68}
+    return np.stack(
+        [
+            chip
+            if (a, p) == (5, CHIP_PADDING)
+            else np.asarray(dlib.get_face_chip(pixels, shapes[a], size=CHIP_SIZE, padding=p), dtype=np.uint8)
+            for a, p in cuts
+        ]
+    )
+
+
 @dataclass
 class Face:
     """One analysed face; coordinates are pixels of the image it was found in."""
@@ -72,8 +89,19 @@ class Face:
     points5: np.ndarray = field(repr=False)
     points68: np.ndarray = field(repr=False)
     chip: np.ndarray = field(repr=False)  # 150x150 RGB chip on the 5 points, padding 0.25 (dlib's own)
-    views: np.ndarray = field(repr=False)  # (cuts, 150, 150, 3): the chips the descriptor embeds
     embedding: np.ndarray | None = field(default=None, repr=False)
+    cut_views: Callable[[], np.ndarray] | None = field(default=None, repr=False)  # holds the image until used
+    _views: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def views(self) -> np.ndarray:
+        """(cuts, 150, 150, 3) uint8: the chips the descriptor embeds, cut from the image on first use (a
+        face that is only detected, or that a video track does not keep, never pays for them)."""
+        if self._views is None:
+            if self.cut_views is None:
+                raise ValueError("this face has neither its chips nor the image to cut them from")
+            self._views, self.cut_views = self.cut_views(), None
+        return self._views
 
 
 class FaceEngine:
@@ -127,16 +155,11 @@ class FaceEngine:
             rect = dlib.rectangle(round(det.left), round(det.top), round(det.right), round(det.bottom))
             shapes5.append(self._sp5(img.pixels, rect))
             shapes68.append(self._sp68(img.pixels, rect))
-        shapes = {5: shapes5, 68: shapes68}
-        cut = {
-            (a, p): dlib.get_face_chips(img.pixels, shapes[a], size=CHIP_SIZE, padding=p)
-            for a, p in {*self.descriptor.cuts, (5, CHIP_PADDING)}
-        }
+        chips = dlib.get_face_chips(img.pixels, shapes5, size=CHIP_SIZE, padding=CHIP_PADDING)
         faces = []
-        for i, (det, shape5, shape68) in enumerate(zip(detections, shapes5, shapes68, strict=True)):
+        for det, shape5, shape68, chip in zip(detections, shapes5, shapes68, chips, strict=True):
             pts5, pts68 = shape_to_array(shape5), shape_to_array(shape68)
-            chip_arr = np.asarray(cut[(5, CHIP_PADDING)][i], dtype=np.uint8)
-            views = np.stack([np.asarray(cut[c][i], dtype=np.uint8) for c in self.descriptor.cuts])
+            chip_arr = np.asarray(chip, dtype=np.uint8)
             faces.append(
                 Face(
                     box=det,
@@ -147,7 +170,7 @@ class FaceEngine:
                     points5=pts5,
                     points68=pts68,
                     chip=chip_arr,
-                    views=views,
+                    cut_views=partial(_cut, img.pixels, shape5, shape68, chip_arr, self.descriptor.cuts),
                 )
             )
         return faces

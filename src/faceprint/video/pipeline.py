@@ -145,7 +145,9 @@ class FrameProcessor:
         self.info = info
         self.config = config
         self.embed = embed
-        self.tracker = IouTracker(max_gap_ms=config.max_gap_ms, best_chips=config.best_chips)
+        self.tracker = IouTracker(
+            max_gap_ms=config.max_gap_ms, best_chips=config.best_chips, keep_views=embed or keep_chips
+        )
         self.cuts = CutDetector()
         self.finished: list[Track] = []
         self._to_embed: list[Track] = []

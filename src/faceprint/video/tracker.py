@@ -50,8 +50,8 @@ def frame_quality(face: Face) -> float:
     return face.confidence / 100.0 * frontal * sharp * size
 
 
-# quality, sequence, chips (Face.views), the frame region of a small face
-Sample = tuple[float, int, np.ndarray, np.ndarray | None]
+# quality, sequence, chips (Face.views; None when not kept), the frame region of a small face
+Sample = tuple[float, int, np.ndarray | None, np.ndarray | None]
 
 
 @dataclass
@@ -67,9 +67,17 @@ class Track:
     best: list[Sample] = field(default_factory=list, repr=False)  # min-heap of the best frames
     embedding: np.ndarray | None = field(default=None, repr=False)
 
-    def offer(self, face: Face, seq: int, keep: int = BEST_CHIPS, pixels: np.ndarray | None = None) -> None:
-        """Keep `face` if it is among the `keep` best frames seen so far; for a small face, also keep the
-        frame region around it (from `pixels`) so that its chip can be re-cut from an enlarged copy."""
+    def offer(
+        self,
+        face: Face,
+        seq: int,
+        keep: int = BEST_CHIPS,
+        pixels: np.ndarray | None = None,
+        views: bool = True,
+    ) -> None:
+        """Keep `face` if it is among the `keep` best frames seen so far, with its chips when `views`; for a
+        small face, also keep the frame region around it (from `pixels`) so that its chips can be re-cut
+        from an enlarged copy."""
         score = frame_quality(face)
         self.quality = max(self.quality, score)
         if len(self.best) >= keep and score <= self.best[0][0]:
@@ -77,7 +85,7 @@ class Track:
         crop = None
         if pixels is not None and min(face.box.width, face.box.height) < SMALL_FACE:
             crop = face_region(pixels, face.box)
-        item = (score, seq, face.views, crop)
+        item = (score, seq, face.views if views else None, crop)
         if len(self.best) < keep:
             heapq.heappush(self.best, item)
         else:
@@ -107,9 +115,14 @@ def _link_score(a: Detection, b: Detection) -> float:
 class IouTracker:
     """Links the faces of successive sampled frames into tracks."""
 
-    def __init__(self, max_gap_ms: int = MAX_GAP_MS, best_chips: int = BEST_CHIPS) -> None:
+    def __init__(
+        self, max_gap_ms: int = MAX_GAP_MS, best_chips: int = BEST_CHIPS, keep_views: bool = True
+    ) -> None:
         self.max_gap_ms = max_gap_ms
         self.best_chips = best_chips
+        self.keep_views = (
+            keep_views  # False: tracks rank their best frames but keep no chips (nothing to embed)
+        )
         self.active: list[Track] = []
         self._ids = itertools.count()
         self._seq = itertools.count()
@@ -132,7 +145,9 @@ class IouTracker:
                 track = Track(next(self._ids), timestamp_ms, timestamp_ms, face.box)
                 self.active.append(track)
                 assigned[i] = track
-            assigned[i].offer(face, next(self._seq), self.best_chips, pixels)  # type: ignore[union-attr]
+            assigned[i].offer(  # type: ignore[union-attr]
+                face, next(self._seq), self.best_chips, pixels if self.keep_views else None, self.keep_views
+            )
         return assigned  # type: ignore[return-value]
 
     def ended(self, timestamp_ms: int) -> list[Track]:
