@@ -11,8 +11,6 @@ and SCANN, so those are refused here.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 import uuid
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 from pymilvus import DataType, MilvusClient
 
 from faceprint.collections.vector_index import IndexFileError
+from faceprint.files import write_atomically
 
 MILVUS_MAGIC = b"FPMILVUS1\n"
 INDEX_PARAMS: dict[str, dict[str, int]] = {
@@ -165,7 +164,6 @@ class MilvusIndex:
 
     def save(self, path: Path) -> None:
         """Flush Milvus, then atomically write the pointer file."""
-        path = Path(path)
         self._client.flush(self.collection)
         meta = {
             "uri": self.uri,
@@ -173,17 +171,7 @@ class MilvusIndex:
             "dim": self.dim,
             "index_type": self.index_type,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(MILVUS_MAGIC + json.dumps(meta).encode() + b"\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, lambda fh: fh.write(MILVUS_MAGIC + json.dumps(meta).encode() + b"\n"))
 
     def drop(self) -> None:
         """Delete the Milvus collection (when its faceprint collection is deleted)."""

@@ -25,7 +25,6 @@ import ctypes
 import json
 import math
 import os
-import tempfile
 import threading
 import zlib
 from collections.abc import Iterator
@@ -35,6 +34,8 @@ from typing import BinaryIO, Protocol, runtime_checkable
 import faiss
 import numpy as np
 import numpy.typing as npt
+
+from faceprint.files import write_atomically
 
 SWITCH_AT = 50_000  # above this many vectors: shortlist + exact re-ranking; below: exact scan of all
 REGROW = 4.0  # re-train the shortlist when the size moves 4x away from the size it was trained for
@@ -396,24 +397,11 @@ class FaissIndex:
         return dist, out
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh, self._lock.read():
+        def write(fh: BinaryIO) -> None:
+            with self._lock.read():
                 _write(fh, self)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        with contextlib.suppress(OSError):  # make the rename itself durable
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+
+        write_atomically(path, write)
 
     # -- internals ----------------------------------------------------------------------------------
 

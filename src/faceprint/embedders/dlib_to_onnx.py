@@ -17,9 +17,7 @@ import argparse
 import hashlib
 import logging
 import math
-import os
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from faceprint import config
+from faceprint.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -437,16 +436,7 @@ def convert(dat_path: Path, out_path: Path) -> Path:
     """Convert `dat_path` into `out_path` (written atomically) and return `out_path`."""
     data = dat_path.read_bytes()
     model = build_onnx(parse_dlib_net(data), hashlib.sha256(data).hexdigest())
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out_path.name, suffix=".tmp", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out_path
+    return write_atomically(out_path, lambda fh: fh.write(model.SerializeToString()))
 
 
 def model_props(path: Path) -> dict[str, str]:

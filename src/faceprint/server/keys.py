@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from faceprint.errors import InvalidParameterError, ResourceNotFoundError
+from faceprint.files import write_atomically
 
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 ID_PREFIX = "FPAK"
@@ -175,7 +176,7 @@ class KeyStore:
         if self._master is None:
             with self._exclusive():
                 if not self.master_path.exists():
-                    _write_private(self.master_path, secrets.token_bytes(32))
+                    write_atomically(self.master_path, lambda fh: fh.write(secrets.token_bytes(32)))  # 0600
                 self._master = self.master_path.read_bytes()
         return self._master
 
@@ -208,7 +209,8 @@ class KeyStore:
             item = asdict(key)
             policy = item.pop("policy")
             items.append({**item, "allow": list(policy["allow"]), "collections": list(policy["collections"])})
-        _write_private(self.path, json.dumps({"version": 1, "keys": items}, indent=1).encode())
+        data = json.dumps({"version": 1, "keys": items}, indent=1).encode()
+        write_atomically(self.path, lambda fh: fh.write(data))  # 0600
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -220,18 +222,3 @@ class KeyStore:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a 0600 file atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
