@@ -143,6 +143,11 @@ class FaceEngine:
         """FaceModelVersion of the vectors this engine computes (see `Descriptor`)."""
         return self.descriptor.version
 
+    @property
+    def dim(self) -> int:
+        """Length of the vectors `describe` returns."""
+        return self.embedder.dim
+
     def detect(self, image: ImageSource, max_faces: int = MAX_FACES) -> list[Face]:
         """Detect up to `max_faces` faces, largest first, with landmarks, pose, quality and chips."""
         img = load_image(image)
@@ -178,8 +183,8 @@ class FaceEngine:
     def embed_faces(self, image: ImageSource | None, faces: list[Face]) -> list[Face]:
         """Fill `embedding` for every face, in one batched embedder call.
 
-        The chips were cut at detection, so `image` is not read again; it is accepted so that callers
-        can pass what they analysed.
+        Each face cuts its chips from the image it was detected in, so `image` is not read again; it is
+        accepted so that callers can pass what they analysed.
         """
         todo = [f for f in faces if f.embedding is None]
         if todo:
@@ -189,8 +194,13 @@ class FaceEngine:
         return faces
 
     def describe(self, views: np.ndarray) -> np.ndarray:
-        """Descriptors (n, dim) of `views` (n, cuts, 150, 150, 3): the unit-length mean of the embeddings
-        of every cut chip and, when the descriptor mirrors, of its mirror image."""
+        """Descriptors (n, dim) of `views` (n, cuts, 150, 150, 3): the unit-length mean of their
+        `view_embeddings`."""
+        return unit_rows(self.view_embeddings(views).mean(axis=(1, 2)))
+
+    def view_embeddings(self, views: np.ndarray) -> np.ndarray:
+        """Embedder output (n, 2 or 1, cuts, embedder dim) for `views` (n, cuts, 150, 150, 3): every cut
+        chip and, when the descriptor mirrors, every chip's mirror image (second along axis 1)."""
         n, cuts = views.shape[:2]
         if cuts != len(self.descriptor.cuts):
             raise ValueError(f"expected {len(self.descriptor.cuts)} chips per face, got {cuts}")
@@ -198,7 +208,7 @@ class FaceEngine:
         if self.descriptor.mirror:
             chips = np.concatenate([chips, chips[:, :, ::-1]])
         vectors = self.embedder.embed_chips(np.ascontiguousarray(chips))
-        return unit_rows(vectors.reshape(-1, n, cuts, vectors.shape[-1]).mean(axis=(0, 2)))
+        return vectors.reshape(-1, n, cuts, vectors.shape[-1]).swapaxes(0, 1)
 
     def analyze(self, image: ImageSource, max_faces: int = MAX_FACES, embed: bool = True) -> list[Face]:
         """Detect (largest first) and, by default, embed every face."""

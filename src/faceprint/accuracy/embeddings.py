@@ -193,16 +193,16 @@ def _second_look(engine, root: Path, keys: list[str], entries: dict, box: np.nda
     from faceprint.engine import FaceEngine
     from faceprint.images import load_image
 
-    engines = [
+    retry, fixed = (
         FaceEngine(detector=det, embedder=engine.embedder, descriptor=engine.descriptor)
         for det in (CnnDetector(upsample=1), _FixedBox(box))
-    ]
+    )
     for key in keys:
         img = load_image(root / key)
-        faces = [f for f in engines[0].detect(img, max_faces=10) if _is_central(f.box, img.width, img.height)]
+        faces = [f for f in retry.detect(img, max_faces=10) if _is_central(f.box, img.width, img.height)]
         status = RETRIED
         if not faces:
-            faces, status = engines[1].detect(img, max_faces=1), FALLBACK
+            faces, status = fixed.detect(img, max_faces=1), FALLBACK
         face = _pick(faces, policy, img.width, img.height)
         engine.embed_faces(None, [face])
         b = face.box
@@ -227,7 +227,7 @@ def embed_dataset(
 
     detector_name = getattr(engine.detector, "name", "detector")
     model_version = engine.model_version if embed else None
-    dim = int(getattr(engine.embedder, "dim", 128))
+    dim = engine.dim
     path = cache_path(dataset, detector_name, model_version)
     entries = _load_cache(path)
     todo = [k for k in dict.fromkeys(keys) if k not in entries]
