@@ -27,6 +27,9 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "rekognition"
 MAX_SKEW = timedelta(minutes=15)
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+# Headers a signature must cover whenever they are sent: X-Amz-Target names the operation, Content-Type
+# says how the body is read (a signature over `host;x-amz-date` alone would let anyone change either).
+BOUND_HEADERS = ("x-amz-target", "content-type")
 _SPACES = re.compile(r"\s+")
 _MISMATCH = (
     "The request signature we calculated does not match the signature you provided. Check your AWS Secret "
@@ -188,10 +191,13 @@ def verify(
     secret_for: Callable[[str], str | None],
     now: datetime | None = None,
     service: str = SERVICE,
+    payload_hash: str | None = None,
 ) -> Authorization:
     """Verify the request's SigV4 signature; returns the parsed Authorization of a valid request.
 
     `secret_for(access_key_id)` gives the secret of an active key, or None for an unknown or revoked one.
+    `payload_hash` verifies the headers before the body arrives: the declared `x-amz-content-sha256`,
+    which the signature covers; the caller then checks the body against it (`check_payload`).
     """
     header = req.header("authorization")
     if not header:
@@ -217,6 +223,11 @@ def verify(
         raise InvalidSignatureError(
             "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."
         )
+    for name in BOUND_HEADERS:  # the operation and the body's type must be what the key signed
+        if req.header(name) is not None and name not in auth.signed_headers:
+            raise InvalidSignatureError(
+                f"'{name}' is present but is not a 'SignedHeader' in the AWS Authorization."
+            )
     now = now or datetime.now(UTC)
     if when < now - MAX_SKEW:
         raise InvalidSignatureError(
@@ -233,13 +244,25 @@ def verify(
     secret = secret_for(auth.access_key)
     if secret is None:
         raise UnrecognizedClientError(_BAD_TOKEN)
-    payload_hash = hashlib.sha256(req.body).hexdigest()
-    declared = req.header("x-amz-content-sha256")
-    if declared is not None and declared.lower() != payload_hash:
-        raise InvalidSignatureError(
-            "The provided 'x-amz-content-sha256' header does not match what was computed."
-        )
+    if payload_hash is None:
+        payload_hash = hashlib.sha256(req.body).hexdigest()
+        check_payload(req)
     expected = signature(secret, auth, amz_date, canonical_request(req, auth.signed_headers, payload_hash))
     if not hmac.compare_digest(expected, auth.signature):
         raise InvalidSignatureError(_MISMATCH)
     return auth
+
+
+def declared_payload_hash(req: SignedRequest) -> str | None:
+    """The `x-amz-content-sha256` of a request, if it is a real hash (not UNSIGNED-PAYLOAD or streaming)."""
+    declared = (req.header("x-amz-content-sha256") or "").lower()
+    return declared if re.fullmatch(r"[0-9a-f]{64}", declared) else None
+
+
+def check_payload(req: SignedRequest) -> None:
+    """InvalidSignatureException unless the body matches its declared `x-amz-content-sha256` (if any)."""
+    declared = req.header("x-amz-content-sha256")
+    if declared is not None and declared.lower() != hashlib.sha256(req.body).hexdigest():
+        raise InvalidSignatureError(
+            "The provided 'x-amz-content-sha256' header does not match what was computed."
+        )
