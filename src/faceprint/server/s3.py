@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from faceprint.errors import ImageTooLargeError, InvalidS3ObjectError
+from faceprint.errors import ImageTooLargeError, InvalidParameterError, InvalidS3ObjectError
 
 S3_IMAGE_MAX_BYTES = 15 * 1024 * 1024  # Rekognition's limit for images read from S3 (dev guide)
 
@@ -55,6 +55,8 @@ class LocalBuckets:
             raise InvalidS3ObjectError(
                 f"Unable to get object metadata from S3. Local bucket '{bucket}' has no versions."
             )
+        if "\x00" in bucket or "\x00" in name:
+            raise InvalidParameterError("S3Object Bucket and Name must not contain NUL characters")
         folder = self.bucket_dir(bucket).resolve()
         path = (folder / name.lstrip("/")).resolve()
         if not path.is_relative_to(folder) or not path.is_file():

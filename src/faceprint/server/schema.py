@@ -74,7 +74,11 @@ class Int(Shape):
     max: int | None = None
 
     def check(self, value: Any, path: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()))
+        ):
             raise _fail(path, value, "Member must be an integer")
         value = int(value)
         if self.min is not None and value < self.min:
@@ -214,7 +218,7 @@ ATTRIBUTES = ListOf(Str(enum=ATTRIBUTE_NAMES))
 S3_OBJECT = Struct(
     {
         "Bucket": Str(3, 255, r"[0-9A-Za-z\.\-_]*"),
-        "Name": Str(1, 1024),
+        "Name": Str(1, 1024, predicate=lambda name: "\x00" not in name),
         "Version": Str(1, 1024),
     }
 )

@@ -30,17 +30,68 @@ def operation_name(target: str | None) -> str:
     return target[len(TARGET_PREFIX) :]
 
 
+MAX_DEPTH = 32  # the deepest Rekognition request shape is 5 levels; anything deeper is not a request
+
+
+def _no_constant(name: str) -> Any:
+    raise SerializationError(f"'{name}' is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise SerializationError(f"number {text[:40]} is out of range")
+    return value
+
+
 def decode_body(body: bytes) -> dict[str, Any]:
-    """Parse the JSON request body (an empty body counts as `{}`)."""
+    """Parse the JSON request body (an empty body counts as `{}`): the one place the wire body is read.
+
+    Strict JSON only: no NaN/Infinity, no number that overflows a double, no integer longer than Python
+    converts, no nesting deeper than `MAX_DEPTH`, no string that is not valid Unicode (a lone surrogate
+    such as "\\ud800"). Each is a SerializationException, as AWS answers unparseable input.
+    """
     if not body.strip():
         return {}
     try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        value = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+    except SerializationError:
+        raise
+    except RecursionError:
+        raise SerializationError(f"JSON is nested more than {MAX_DEPTH} levels deep") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, and int() beyond 4,300 digits
         raise SerializationError(f"Start of structure or map found where not expected: {exc}") from None
     if not isinstance(value, dict):
         raise SerializationError("The request body must be a JSON object")
+    _check_tree(value)
     return value
+
+
+def _check_tree(root: Any) -> None:
+    """Depth and Unicode checks over the decoded body, iteratively (no recursion on hostile input)."""
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value)
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth > MAX_DEPTH:
+            raise SerializationError(f"JSON is nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key)
+                stack.append((item, depth + 1))
+        else:
+            stack.extend((item, depth + 1) for item in value)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SerializationError("a string in the request is not valid Unicode (lone surrogate)") from None
 
 
 def clean(value: Any) -> Any:
