@@ -13,7 +13,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from faceprint.config import ImageLimits
 from faceprint.errors import ImageTooLargeError, InvalidImageFormatError, InvalidParameterError
 
-SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "HEIF"}
+SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "HEIF", "MPO"}  # MPO: phone cameras' multi-picture JPEG
 _heif_registered = False
 
 
@@ -75,7 +75,7 @@ def load_image(source: ImageSource, limits: ImageLimits | None = None) -> Loaded
 
 
 def decode_image_bytes(data: bytes, limits: ImageLimits, name: str = "") -> LoadedImage:
-    """Decode image bytes (JPEG, PNG, WebP or HEIC) into RGB with EXIF orientation applied."""
+    """Decode image bytes (JPEG, MPO, PNG, WebP or HEIC) into RGB with EXIF orientation applied."""
     if not data:
         raise InvalidParameterError("image is empty (0 bytes)")
     if len(data) > limits.max_bytes:
@@ -96,6 +96,8 @@ def decode_image_bytes(data: bytes, limits: ImageLimits, name: str = "") -> Load
                 raise ImageTooLargeError(
                     f"image is {width}x{height} pixels; the limit is {limits.max_pixels:,} pixels"
                 )
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)  # the first picture (of an MPO, an animated PNG or WebP)
             img.load()
             img = ImageOps.exif_transpose(img)
             rgb = img.convert("RGB")
