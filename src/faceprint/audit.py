@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from faceprint.database import enable_wal
+from faceprint.files import private_file
 
 GENESIS = "0" * 64
 _SCHEMA = """
@@ -114,9 +114,7 @@ class AuditLog:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not self.path.exists():  # SQLite gives its -wal/-shm files the database file's mode
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        private_file(self.path)  # SQLite gives its -wal/-shm files the database file's mode
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
         enable_wal(self._db)

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from faceprint.files import private_file
+
 BUSY_SECONDS = 60.0  # how long a connection waits for another process's lock
 
 
@@ -43,7 +45,7 @@ class Database:
 
     def __init__(self, path: Path, schema: str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # faces and match results: owner only (0600 in a 0700 folder)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()

@@ -33,3 +33,30 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> Path:
         finally:
             os.close(dir_fd)
     return path
+
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """Make `path` (and missing parents) a folder only its owner can enter; tighten it if it exists."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    if path.stat().st_mode & 0o777 != PRIVATE_DIR_MODE:
+        path.chmod(PRIVATE_DIR_MODE)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create `path` (empty) readable by its owner only, in a private folder, or tighten an existing one.
+
+    Call it before SQLite opens a database: SQLite gives its -wal and -shm files the database's mode."""
+    path = Path(path)
+    private_dir(path.parent)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))
+    for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if each.stat().st_mode & 0o777 != PRIVATE_FILE_MODE:
+                each.chmod(PRIVATE_FILE_MODE)
+    return path

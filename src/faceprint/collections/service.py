@@ -38,6 +38,7 @@ from faceprint.errors import (
     InvalidS3ObjectError,
     ResourceNotFoundError,
 )
+from faceprint.files import private_dir
 from faceprint.images import LoadedImage, decode_image_bytes, load_image
 from faceprint.pagination import PaginationTokens
 from faceprint.rekognition import (
@@ -194,7 +195,7 @@ class Collections:
         region: str | None = None,
         account_id: str | None = None,
     ) -> None:
-        self.home = Path(home).expanduser() if home is not None else home_dir()
+        self.home = private_dir(Path(home).expanduser() if home is not None else home_dir())
         self.store = Store(self.home / "collections")
         self.indexes = IndexCache(self.store)
         self.keep_chips = keep_chips

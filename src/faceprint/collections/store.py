@@ -30,6 +30,7 @@ from faceprint.errors import (
     ResourceNotFoundError,
     ServiceQuotaExceededError,
 )
+from faceprint.files import private_dir
 
 DB_NAME = "faceprint.db"
 SCHEMA_VERSION = 1
@@ -916,7 +917,7 @@ class IndexCache:
     def _save(self, collection_id: int, entry: _Entry) -> None:
         if entry.index is None:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_dir(self.folder)
         entry.index.save(self.folder / f"c{collection_id}-{entry.seq}.index")
         entry.saved_seq, entry.pending = entry.seq, 0
         for path, seq in self._files(collection_id):

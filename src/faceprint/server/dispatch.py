@@ -13,6 +13,7 @@ from typing import Any
 
 from faceprint.audit import AuditEvent, AuditLog
 from faceprint.errors import AccessDeniedError, FaceprintError, InternalServerError
+from faceprint.files import private_dir
 from faceprint.server import schema, sigv4
 from faceprint.server.errors import (
     MissingAuthenticationTokenError,
@@ -47,6 +48,7 @@ class Dispatcher:
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
+        private_dir(settings.home)  # collections, keys, audit log, video results: owner only
         self.keys = KeyStore(settings.home)
         self.audit = AuditLog.for_home(settings.home)
         self.metrics = Metrics()
@@ -57,15 +59,26 @@ class Dispatcher:
         self.audit.close()
 
     # --- authentication ---------------------------------------------------------------------------
-    def authenticate(self, req: sigv4.SignedRequest) -> Identity:
-        """SigV4, or HTTP Basic `AccessKeyId:SecretAccessKey` (REST API only, see `rest.py`)."""
+    def authenticate(self, req: sigv4.SignedRequest, payload_hash: str | None = None) -> Identity:
+        """SigV4 (HTTP Basic `AccessKeyId:SecretAccessKey` is `authenticate_basic`, REST API only).
+
+        With `payload_hash` (the declared `x-amz-content-sha256`) only the headers are verified; the caller
+        checks the body against the hash once it has arrived."""
         if not self.settings.auth:
             return ANONYMOUS
-        auth = sigv4.verify(req, self.keys.secret_for)
+        auth = sigv4.verify(req, self.keys.secret_for, payload_hash=payload_hash)
         key = self.keys.get(auth.access_key)
         if key is None:  # revoked between the two reads
             raise UnrecognizedClientError("The security token included in the request is invalid.")
         return Identity(key.access_key_id, key.name, key.policy, auth.region)
+
+    def authenticate_headers(self, req: sigv4.SignedRequest) -> Identity | None:
+        """The caller, from the headers alone when they suffice (authentication off, or SigV4 over a
+        declared payload hash); None when the signature covers a body that has not been read yet."""
+        if not self.settings.auth:
+            return ANONYMOUS
+        declared = sigv4.declared_payload_hash(req)
+        return None if declared is None else self.authenticate(req, declared)
 
     def authenticate_basic(self, header: str) -> Identity:
         """Check `Authorization: Basic base64(AccessKeyId:SecretAccessKey)`."""

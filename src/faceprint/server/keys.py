@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from faceprint.errors import InvalidParameterError, ResourceNotFoundError
-from faceprint.files import write_atomically
+from faceprint.files import private_dir, write_atomically
 
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 ID_PREFIX = "FPAK"
@@ -214,7 +214,7 @@ class KeyStore:
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.folder)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -84,10 +84,18 @@ def _open(source: str | Path, live: bool) -> av.container.InputContainer:
             return av.open(text, options=options, timeout=OPEN_TIMEOUT_SECONDS)
         path = Path(text)
         if not path.is_file():
-            raise InvalidS3ObjectError(f"video not found: {path}")
+            raise InvalidS3ObjectError(f"video not found: {path.name}")
         return av.open(str(path), timeout=OPEN_TIMEOUT_SECONDS if live else None)
     except av.FFmpegError as exc:
-        raise UnsupportedVideoError(f"Unsupported codec/format: cannot open {text!r} ({exc})") from None
+        shown = text if URL_RE.match(text) or text.startswith("/dev/") else Path(text).name
+        raise UnsupportedVideoError(
+            f"Unsupported codec/format: cannot open {shown!r} ({_reason(exc)})"
+        ) from None
+
+
+def _reason(exc: av.FFmpegError) -> str:
+    """FFmpeg's reason without the file name it appends (a server path must not reach the caller)."""
+    return str(exc.strerror or type(exc).__name__)
 
 
 def _color_range(stream: av.video.stream.VideoStream) -> str:
@@ -199,7 +207,9 @@ class VideoReader:
         except av.FFmpegError as exc:
             if self.live:
                 return  # a live source that ends or drops is simply over
-            raise UnsupportedVideoError(f"Unsupported codec/format: decoding failed ({exc})") from None
+            raise UnsupportedVideoError(
+                f"Unsupported codec/format: decoding failed ({_reason(exc)})"
+            ) from None
 
     def _prefetched(self, depth: int = 2) -> Iterator[Frame]:
         """Decode in a background thread, `depth` frames ahead: decoding overlaps the caller's work."""

@@ -67,7 +67,7 @@ def bucket_resolver(home: Path) -> VideoResolver:
         bucket, name = s3.get("Bucket"), s3.get("Name")
         if not isinstance(bucket, str) or not BUCKET_RE.fullmatch(bucket):
             raise InvalidParameterError("Video.S3Object.Bucket must be 3-255 characters of [0-9A-Za-z.-_]")
-        if not isinstance(name, str) or not 1 <= len(name) <= 1024:
+        if not isinstance(name, str) or not 1 <= len(name) <= 1024 or "\x00" in name:
             raise InvalidParameterError("Video.S3Object.Name must be 1-1024 characters")
         path = Path(os.path.normpath(root / bucket / name))  # lexical: symlinks a bucket holds are fine
         if not path.is_relative_to(root / bucket) or not path.is_file():
@@ -167,7 +167,7 @@ class VideoJobs:
         if isinstance(video, str | Path):
             path = Path(video).expanduser()
             if not path.is_file():
-                raise InvalidS3ObjectError(f"video not found: {path}")
+                raise InvalidS3ObjectError(f"video not found: {path.name}")
             return path.resolve(), None
         path = self.resolver(video)
         return path, {"S3Object": dict(video["S3Object"])}

@@ -137,7 +137,7 @@ def run_job(
         store.fail(job.job_id, owner, exc.message)
     except Exception as exc:
         log.exception("job %s failed", job.job_id)
-        store.fail(job.job_id, owner, f"internal error: {type(exc).__name__}: {exc}")
+        store.fail(job.job_id, owner, f"internal error: {type(exc).__name__}")  # details in the log only
     finally:
         if matcher is not None:
             matcher.close()
