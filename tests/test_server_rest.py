@@ -109,7 +109,7 @@ def test_search_with_a_raw_body_signed_by_botocore(server: RunningServer, admin:
 def test_rest_errors_use_http_status_codes(server: RunningServer, admin: tuple[str, str]) -> None:
     photo = EXAMPLES / "obama.jpg"
     anonymous = httpx.post(f"{server.url}/v1/collections/rest/search", timeout=30, **upload(photo))
-    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"].startswith("Basic")
+    assert anonymous.status_code == 401 and "www-authenticate" not in anonymous.headers
     wrong = httpx.post(
         f"{server.url}/v1/collections/rest/search", auth=(admin[0], "nope"), timeout=30, **upload(photo)
     )

@@ -125,6 +125,7 @@ def run_server(
         access_log=access_log,
         # A worker busy in native face code can miss uvicorn's 5 s ping and be killed mid-request.
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        http="faceprint.server.protocol:DeadlineH11Protocol",  # h11 with a deadline on request headers
     )
 
 

@@ -8,12 +8,14 @@ image decoding, the face work, the audit append) runs in a bounded thread pool, 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
 from importlib import resources
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -21,10 +23,15 @@ from starlette.routing import Route
 from faceprint.errors import FaceprintError
 from faceprint.server import metrics as metrics_mod
 from faceprint.server import rest, wire
+from faceprint.server.dispatch import Identity
+from faceprint.server.errors import RequestTimeoutError
+from faceprint.server.guard import CrossOriginGuard
 from faceprint.server.handlers import REGISTRY
-from faceprint.server.runtime import Server, read_body, signed_request
+from faceprint.server.runtime import Server, modeled
 from faceprint.server.settings import ServerSettings
 from faceprint.server.sigv4 import SignedRequest
+
+log = logging.getLogger("faceprint.server")
 
 # The web page: search and index with a photo through the REST API (GET /).
 WEB_PAGE = (resources.files("faceprint") / "web" / "index.html").read_text(encoding="utf-8")
@@ -42,23 +49,28 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
     """Build the app for one server process."""
     server = Server(settings or ServerSettings.from_env())
 
-    def process(req: SignedRequest, request_id: str) -> bytes:
-        identity = server.dispatcher.authenticate(req)
+    def process(req: SignedRequest, identity: Identity, request_id: str) -> bytes:
         name = wire.operation_name(req.header("x-amz-target"))
         params = wire.decode_body(req.body)
         return wire.encode(server.dispatcher.invoke(name, params, identity, request_id, via="aws"))
+
+    dispatcher = server.dispatcher
 
     async def aws_endpoint(request: Request) -> Response:
         request_id = str(uuid.uuid4())
         start = time.perf_counter()
         operation = _metric_name(request.headers.get("x-amz-target"))
         try:
-            with server.admitted():
-                body = await read_body(request, server.settings.max_body_bytes)
-                payload = await server.run(process, signed_request(request, body), request_id)
+            async with server.authenticated(
+                request, dispatcher.authenticate_headers, dispatcher.authenticate
+            ) as (req, identity):
+                payload = await server.run(process, req, identity, request_id)
             response, code = wire.success(payload, request_id), "OK"
-        except FaceprintError as exc:
-            response, code = wire.error(exc, request_id), exc.code
+        except Exception as exc:
+            error = modeled(exc, request_id)
+            response, code = wire.error(error, request_id), error.code
+            if isinstance(error, RequestTimeoutError):
+                response.headers["connection"] = "close"
         server.metrics.observe("aws", operation, code, time.perf_counter() - start)
         return response
 
@@ -92,6 +104,19 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
         *rest.routes(server),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        request_id = str(uuid.uuid4())
+        error = modeled(exc, request_id)
+        if request.url.path == "/":
+            return wire.error(error, request_id)
+        return rest.error_response(error, request_id)
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(CrossOriginGuard, allowed_origins=server.settings.allowed_origins)],
+        exception_handlers={Exception: unexpected},
+    )
     app.state.server = server
     return app

@@ -42,3 +42,10 @@ class SerializationError(FaceprintError):
 class ThrottlingError(FaceprintError):
     code = "ThrottlingException"
     status = 503
+
+
+class RequestTimeoutError(FaceprintError):
+    """The request body did not arrive in time (or the client went away while sending it)."""
+
+    code = "RequestTimeoutException"
+    status = 408

@@ -11,7 +11,6 @@ import html
 import json
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -23,7 +22,7 @@ from starlette.routing import Route
 from faceprint.errors import FaceprintError, InvalidParameterError
 from faceprint.server.dispatch import Identity
 from faceprint.server.errors import MissingAuthenticationTokenError
-from faceprint.server.runtime import Server, read_body, signed_request
+from faceprint.server.runtime import Server, modeled
 from faceprint.server.sigv4 import SignedRequest
 
 HTTP_STATUS = {
@@ -52,9 +51,7 @@ _IMAGE_TYPES = (
 
 def error_response(exc: FaceprintError, request_id: str) -> JSONResponse:
     status = HTTP_STATUS.get(exc.code, 400)
-    headers = {"x-request-id": request_id}
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Basic realm="faceprint"'
+    headers = {"x-request-id": request_id}  # never WWW-Authenticate: a browser would replay the login
     body = {"error": {"code": exc.code, "message": exc.message}, "request_id": request_id}
     return JSONResponse(body, status, headers=headers)
 
@@ -123,7 +120,8 @@ def index_view(collection_id: str, result: dict[str, Any], request_id: str) -> d
     }
 
 
-def _authenticate(server: Server, req: SignedRequest) -> Identity:
+def _authenticate_headers(server: Server, req: SignedRequest) -> Identity | None:
+    """HTTP Basic, or SigV4 when the headers suffice (see `Server.authenticated`); None: read the body."""
     header = req.header("authorization") or ""
     if header[:6].lower() == "basic ":
         return server.dispatcher.authenticate_basic(header)
@@ -131,7 +129,7 @@ def _authenticate(server: Server, req: SignedRequest) -> Identity:
         raise MissingAuthenticationTokenError(
             "Missing Authentication Token: use HTTP Basic (AccessKeyId:SecretAccessKey) or SigV4"
         )
-    return server.dispatcher.authenticate(req)
+    return server.dispatcher.authenticate_headers(req)
 
 
 def image_and_fields(req: SignedRequest) -> tuple[bytes, dict[str, str]]:
@@ -183,23 +181,26 @@ def _number(fields: dict[str, str], name: str, kind: type[int] | type[float]) ->
 def routes(server: Server) -> list[Route]:
     """The REST routes, bound to this process's server."""
 
-    def prepare(req: SignedRequest, build: Callable[[SignedRequest], dict[str, Any]]) -> Any:
-        return _authenticate(server, req), build(req)
+    def headers_check(req: SignedRequest) -> Identity | None:
+        return _authenticate_headers(server, req)
 
     async def call(request: Request, operation: str, build: Any, view: Any) -> Response:
         request_id = str(uuid.uuid4())
         start = time.perf_counter()
         try:
-            with server.admitted():
-                body = await read_body(request, server.settings.max_body_bytes)
-                identity, params = await server.run(prepare, signed_request(request, body), build)
+            async with server.authenticated(request, headers_check, server.dispatcher.authenticate) as (
+                req,
+                identity,
+            ):
+                params = await server.run(build, req)
                 result = await server.run(
                     server.dispatcher.invoke, operation, params, identity, request_id, "rest"
                 )
             response: Response = JSONResponse(view(result, request_id), headers={"x-request-id": request_id})
             code = "OK"
-        except FaceprintError as exc:
-            response, code = error_response(exc, request_id), exc.code
+        except Exception as exc:
+            error = modeled(exc, request_id)
+            response, code = error_response(error, request_id), error.code
         server.metrics.observe("rest", operation, code, time.perf_counter() - start)
         return response
 
