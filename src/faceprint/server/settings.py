@@ -61,15 +61,17 @@ class ServerSettings:
     def from_env(cls) -> ServerSettings:
         defaults = cls()
         env = os.environ.get
+        max_body = int(env("FACEPRINT_SERVER_MAX_BODY", defaults.max_body_bytes))
+        unauthenticated = int(
+            env("FACEPRINT_SERVER_MAX_UNAUTHENTICATED_BYTES", defaults.max_unauthenticated_bytes)
+        )
         return cls(
             home=home_dir(),
             auth=auth_from_env(),
             threads=int(env("FACEPRINT_SERVER_THREADS", defaults.threads)),
             max_inflight=int(env("FACEPRINT_SERVER_MAX_INFLIGHT", defaults.max_inflight)),
-            max_body_bytes=int(env("FACEPRINT_SERVER_MAX_BODY", defaults.max_body_bytes)),
-            max_unauthenticated_bytes=int(
-                env("FACEPRINT_SERVER_MAX_UNAUTHENTICATED_BYTES", defaults.max_unauthenticated_bytes)
-            ),
+            max_body_bytes=max_body,
+            max_unauthenticated_bytes=max(unauthenticated, max_body),  # else a full body never fits
             body_timeout=float(env("FACEPRINT_SERVER_BODY_TIMEOUT", defaults.body_timeout)),
             header_timeout=header_timeout_from_env(),
             video_worker=_env_bool("FACEPRINT_VIDEO_WORKER", True),
