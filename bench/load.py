@@ -15,7 +15,7 @@ then 8 concurrent signed DetectFaces of a 40-megapixel PNG made from a real phot
 settled RSS after each, as ratios to its idle RSS. The server's RSS is sampled every 50 ms throughout.
 
     flock /tmp/fp-heavy.lock .venv/bin/python bench/load.py [--faces 1000] [--clients 16] [--slow 64]
-        [--duration 20] [--max-inflight 8] [--json]
+        [--duration 20] [--max-inflight 8] [--home-cache DIR] [--json]
 """
 
 from __future__ import annotations
@@ -264,20 +264,8 @@ def big_png(photo: Path, pixels: int = 39_990_000) -> bytes:
     return buf.getvalue()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--faces", type=int, default=1000)
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--slow", type=int, default=64)
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
-    parser.add_argument("--max-inflight", type=int, default=8, help="server's authenticated in-flight limit")
-    parser.add_argument("--no-memory", action="store_true", help="skip the memory phases")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-
-    home = Path(tempfile.mkdtemp(prefix="faceprint-bench-load-"))
-    gallery, probes = lfw_images(args.faces, 200)
-    t0 = time.perf_counter()
+def build_collection(home: Path, gallery: list[tuple[str, Path]], faces: int) -> None:
+    """Index real LFW photos (one face each) until the collection holds `faces` faces."""
     with Collections(home) as core:
         core.create_collection(CollectionId=COLLECTION)
         indexed = 0
@@ -286,10 +274,37 @@ def main() -> None:
                 CollectionId=COLLECTION, Image=path.read_bytes(), ExternalImageId=person, MaxFaces=1
             )["FaceRecords"]
             indexed += len(records)
-            if indexed >= args.faces:
-                break
+            if indexed >= faces:
+                return
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--faces", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--slow", type=int, default=64)
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
+    parser.add_argument("--max-inflight", type=int, default=8, help="server's authenticated in-flight limit")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory phases")
+    parser.add_argument(
+        "--home-cache", type=Path, help="keep the indexed home here and reuse it (e.g. for an A/B of code)"
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="faceprint-bench-load-"))
+    gallery, probes = lfw_images(args.faces, 200)
+    t0 = time.perf_counter()
+    if args.home_cache and (args.home_cache / "collections").is_dir():
+        shutil.copytree(args.home_cache, home, dirs_exist_ok=True)
+    else:
+        build_collection(home, gallery, args.faces)
+        if args.home_cache:
+            shutil.copytree(home, args.home_cache)
+    with Collections(home) as core:
+        indexed = core.describe_collection(CollectionId=COLLECTION)["FaceCount"]
     index_s = time.perf_counter() - t0
-    print(f"indexed {indexed} LFW faces in {index_s:.0f} s", flush=True)
+    print(f"{indexed} LFW faces ready in {index_s:.0f} s", flush=True)
 
     from faceprint.server.keys import KeyStore
 

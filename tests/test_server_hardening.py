@@ -61,12 +61,19 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, videos: Path) -> Iterator[RunningServer]:
+def old_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Key]:
+    """A home with a key, made readable by everyone (as an older faceprint left it)."""
     home = tmp_path_factory.mktemp("hardening-home")
-    create_key(home, "--name", "admin")
-    for folder in (home, home / "server"):  # a home made by an older faceprint: readable by everyone
+    key = create_key(home, "--name", "admin")
+    for folder in (home, home / "server"):
         folder.chmod(0o755)
-    (home / "server" / "keys.json").chmod(0o644)
+    for name in ("keys.json", "master.key"):
+        (home / "server" / name).chmod(0o644)
+    return home, key
+
+
+@pytest.fixture(scope="module")
+def server(old_home: tuple[Path, Key], videos: Path) -> Iterator[RunningServer]:
     env = {
         "FACEPRINT_SERVER_BODY_TIMEOUT": str(TIMEOUT),
         "FACEPRINT_SERVER_HEADER_TIMEOUT": str(TIMEOUT),
@@ -74,13 +81,13 @@ def server(tmp_path_factory: pytest.TempPathFactory, videos: Path) -> Iterator[R
         "FACEPRINT_SERVER_MAX_UNAUTHENTICATED_BYTES": str(BUDGET),
         "FACEPRINT_ALLOWED_ORIGINS": "https://console.example",
     }
-    with start_server(home, "--bucket", f"vids={videos}", env=env) as running:
+    with start_server(old_home[0], "--bucket", f"vids={videos}", env=env) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def admin(server: RunningServer) -> Key:
-    return create_key(server.home, "--name", "admin2")
+def admin(server: RunningServer, old_home: tuple[Path, Key]) -> Key:
+    return old_home[1]
 
 
 def client(server: RunningServer, key: Key) -> object:
@@ -103,7 +110,9 @@ def signed(server: RunningServer, key: Key, body: bytes, **headers: str) -> dict
 
 def call(server: RunningServer, key: Key, target: str, body: bytes) -> httpx.Response:
     headers = {"X-Amz-Target": f"RekognitionService.{target}", "Content-Type": "application/x-amz-json-1.1"}
-    return httpx.post(server.url + "/", content=body, headers=signed(server, key, body, **headers), timeout=30)
+    return httpx.post(
+        server.url + "/", content=body, headers=signed(server, key, body, **headers), timeout=30
+    )
 
 
 # --- item 1: the signature binds the operation -----------------------------------------------------------
@@ -216,7 +225,15 @@ def test_only_an_explicit_value_turns_authentication_off(tmp_path: Path) -> None
     """`uvicorn faceprint.server.app:create_app --factory` with FACEPRINT_AUTH='0 ' keeps auth on."""
     port = free_port()
     env = {**os.environ, "FACEPRINT_HOME": str(tmp_path), "FACEPRINT_AUTH": "0 "}
-    argv = [sys.executable, "-m", "uvicorn", "faceprint.server.app:create_app", "--factory", "--port", str(port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "faceprint.server.app:create_app",
+        "--factory",
+        "--port",
+        str(port),
+    ]
     log = tmp_path / "uvicorn.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -291,7 +308,9 @@ def test_files_holding_faces_are_private_and_video_errors_hide_paths(
         ("DetectFaces", b'{"Image": {"S3Object": {"Bucket": "vids", "Name": "a\\u0000b.jpg"}}}'),
     ],
 )
-def test_malformed_json_gets_a_modeled_400(server: RunningServer, admin: Key, target: str, body: bytes) -> None:
+def test_malformed_json_gets_a_modeled_400(
+    server: RunningServer, admin: Key, target: str, body: bytes
+) -> None:
     resp = call(server, admin, target, body)
     assert resp.status_code == 400, resp.text
     assert resp.json()["__type"] in {"SerializationException", "InvalidParameterException"}

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from faceprint.errors import InvalidParameterError, ResourceNotFoundError
-from faceprint.files import private_dir, write_atomically
+from faceprint.files import private_dir, private_file, write_atomically
 
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 ID_PREFIX = "FPAK"
@@ -112,6 +112,11 @@ class KeyStore:
         self._stamp: tuple[int, int, int] | None = None
         self._keys: dict[str, AccessKey] = {}
         self._master: bytes | None = None
+        if self.folder.is_dir():  # a home made by an older faceprint: tighten what it left readable
+            private_dir(self.folder)
+            for path in (self.path, self.master_path):
+                if path.exists():
+                    private_file(path)
 
     # --- public API ---------------------------------------------------------------------------------
     def create(
