@@ -28,6 +28,7 @@ from faceprint.server.errors import (
 from faceprint.server.handlers import REGISTRY
 from faceprint.server.keys import KeyStore, Policy, parse_patterns
 from faceprint.server.s3 import LocalBuckets, parse_bucket_map
+from faceprint.server.settings import auth_from_env
 
 KEY_ID, SECRET = "FPAKTESTTESTTEST0001", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
@@ -284,3 +285,20 @@ def test_local_buckets_resolve_inside_the_bucket_only(tmp_path: Path) -> None:
     ):
         with pytest.raises(InvalidS3ObjectError):
             buckets.resolve(obj)
+
+
+@pytest.mark.parametrize(
+    ("value", "on"),
+    [
+        *[(v, True) for v in (None, "", "0 ", " off", "disabled", "1", "ON")],
+        *[(v, False) for v in ("off", "OFF", "false", "No", "0")],
+    ],
+)
+def test_only_an_explicit_value_turns_auth_off(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, on: bool
+) -> None:
+    if value is None:
+        monkeypatch.delenv("FACEPRINT_AUTH", raising=False)
+    else:
+        monkeypatch.setenv("FACEPRINT_AUTH", value)
+    assert auth_from_env() is on

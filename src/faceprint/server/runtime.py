@@ -42,6 +42,8 @@ class Server:
         self.dispatcher = Dispatcher(settings)
         self.metrics = self.dispatcher.metrics
         self.limiter = anyio.CapacityLimiter(settings.threads)
+        # Verifying a signature (an HMAC, a body hash) is short work that must not queue behind face work.
+        self.auth_limiter = anyio.CapacityLimiter(max(2, settings.threads))
         self.unauthenticated_bytes = 0  # only touched on the event loop
         self.trimmer = memory.Trimmer()
         memory.configure()
@@ -49,6 +51,10 @@ class Server:
     async def run(self, func: Callable[..., T], *args: Any) -> T:
         """Run blocking work in the worker threads."""
         return await anyio.to_thread.run_sync(func, *args, limiter=self.limiter)
+
+    async def verify(self, func: Callable[..., T], *args: Any) -> T:
+        """Run an authentication step in its own threads."""
+        return await anyio.to_thread.run_sync(func, *args, limiter=self.auth_limiter)
 
     @contextlib.contextmanager
     def admitted(self) -> Iterator[None]:
@@ -83,7 +89,7 @@ class Server:
         """
         head = signed_request(request, b"")
         limit = self.settings.max_body_bytes
-        identity = await self.run(headers_check, head)
+        identity = await self.verify(headers_check, head)
         size = 0
         try:
             if identity is not None:
@@ -92,14 +98,14 @@ class Server:
                     size = len(body)
                     req = dataclasses.replace(head, body=body)
                     if req.header("x-amz-content-sha256") is not None:
-                        await self.run(sigv4.check_payload, req)
+                        await self.verify(sigv4.check_payload, req)
                     yield req, identity
                 return
             with self.unauthenticated(_reservation(request, limit)):
                 body = await read_body(request, limit, self.settings.body_timeout)
                 size = len(body)
                 req = dataclasses.replace(head, body=body)
-                identity = await self.run(body_check, req)
+                identity = await self.verify(body_check, req)
             with self.admitted():
                 yield req, identity
         finally:
