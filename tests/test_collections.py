@@ -364,7 +364,7 @@ def test_users_associate_search_and_idempotency(svc: Collections, lfw: dict) -> 
     assert [m["User"]["UserId"] for m in by_user["UserMatches"]] == ["biden"]  # never itself
 
     deletion = svc.delete_faces(CollectionId="people", FaceIds=obama[:1])
-    assert deletion["DeletedFaces"] == []
+    assert "DeletedFaces" not in deletion
     assert deletion["UnsuccessfulFaceDeletions"][0]["Reasons"] == ["ASSOCIATED_TO_AN_EXISTING_USER"]
     dis = svc.disassociate_faces(CollectionId="people", UserId="obama", FaceIds=[obama[0], biden[0]])
     assert dis["DisassociatedFaces"] == [{"FaceId": obama[0]}]
@@ -382,8 +382,12 @@ def test_a_user_holds_at_most_100_faces(svc: Collections, lfw: dict) -> None:
     svc.create_user(CollectionId="lfw", UserId="crowd")
     first, *rest = list(lfw["face_of"].values())
     svc.associate_faces(CollectionId="lfw", UserId="crowd", FaceIds=[first])
-    with pytest.raises(ServiceQuotaExceededError):
-        svc.associate_faces(CollectionId="lfw", UserId="crowd", FaceIds=rest[:100])
+    # up to the limit: 99 more are associated, the 100th is reported (Rekognition's documented behaviour)
+    resp = svc.associate_faces(CollectionId="lfw", UserId="crowd", FaceIds=rest[:100], UserMatchThreshold=0)
+    assert len(resp["AssociatedFaces"]) == 99
+    assert resp["UnsuccessfulFaceAssociations"] == [{"FaceId": rest[99], "UserId": "crowd", "Reasons": []}]
+    with pytest.raises(ServiceQuotaExceededError):  # a user already at the limit takes no more
+        svc.associate_faces(CollectionId="lfw", UserId="crowd", FaceIds=rest[100:101] or rest[99:100])
     svc.delete_user(CollectionId="lfw", UserId="crowd")
 
 

@@ -469,6 +469,7 @@ def test_audit_log_chain_covers_both_workers_and_detects_tampering(env: Env, tmp
 
     copy = tmp_path / "copy"
     (copy / "server").mkdir(parents=True)
+    (copy / "server" / "audit.key").write_bytes((home / "server" / "audit.key").read_bytes())  # the HMAC key
     with (
         sqlite3.connect(home / "server" / "audit.sqlite") as src,
         sqlite3.connect(copy / "server" / "audit.sqlite") as dst,

@@ -60,3 +60,21 @@ def private_file(path: Path) -> Path:
             if each.stat().st_mode & 0o777 != PRIVATE_FILE_MODE:
                 each.chmod(PRIVATE_FILE_MODE)
     return path
+
+
+def unwritable(folders: list[Path]) -> str | None:
+    """Why one of `folders` (created if missing) or a file in it cannot be written, or None if all can.
+
+    Checked by creating a temporary file in each folder, so a read-only mount, a full disk, a file where
+    the folder belongs or missing permissions all show, whoever the user is."""
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+            for child in folder.iterdir():
+                if child.is_file() and not os.access(child, os.W_OK):
+                    return f"{child} is not writable"
+        except OSError as exc:
+            return f"{folder} is not writable ({exc.strerror or exc})"
+    return None

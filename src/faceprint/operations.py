@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from faceprint import audit
 from faceprint import similarity as sim
 from faceprint.collections.quality import check_quality_filter, unindexed_reasons
 from faceprint.engine import MAX_FACES, Face, FaceEngine
@@ -27,6 +28,7 @@ def check_threshold(value: float | None, name: str) -> float | None:
     return v
 
 
+@audit.audited("DetectFaces", matches="FaceDetails")
 def detect_faces(
     image: ImageSource,
     attributes: Iterable[str] | None = None,
@@ -42,6 +44,7 @@ def detect_faces(
     return {"FaceDetails": [face_detail(f, img.width, img.height, attrs) for f in faces]}
 
 
+@audit.audited("CompareFaces", threshold="SimilarityThreshold", matches="FaceMatches")
 def compare_faces(
     source: ImageSource,
     target: ImageSource,
@@ -60,9 +63,16 @@ def compare_faces(
         threshold = sim.default_compare_threshold()
     engine = engine or FaceEngine.shared()
     src_img, tgt_img = load_image(source), load_image(target)
-    src_faces = _filter_quality(engine.detect(src_img, max_faces=1), src_img.width, src_img.height, qfilter)
-    if not src_faces:
+    src_found = engine.detect(src_img, max_faces=1)
+    if not src_found:
         raise InvalidParameterError("no face was detected in the source image")
+    reasons = unindexed_reasons(src_found[0], src_img.width, src_img.height, qfilter)
+    if qfilter != "NONE" and reasons:
+        raise InvalidParameterError(
+            f"the largest face of the source image does not pass QualityFilter {qfilter}: "
+            + ", ".join(reasons)
+        )
+    src_faces = src_found
     tgt_faces = _filter_quality(engine.detect(tgt_img), tgt_img.width, tgt_img.height, qfilter)
     engine.embed_faces(None, src_faces + tgt_faces)
     src = src_faces[0]

@@ -16,6 +16,15 @@ QUALITY_FILTERS = ("NONE", "AUTO", "LOW", "MEDIUM", "HIGH")  # Rekognition's Qua
 
 # Rekognition's identifier patterns (wire contract, section 2).
 COLLECTION_ID_RE = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
+COLLECTION_ARN_RE = re.compile(r"arn:aws:rekognition:[a-z0-9-]*:(\d{12}):collection/([a-zA-Z0-9_.\-]{1,255})")
+
+
+def collection_of_arn(arn: object) -> tuple[str, str] | None:
+    """(account id, CollectionId) of a collection ARN, or None for anything else."""
+    match = COLLECTION_ARN_RE.fullmatch(arn) if isinstance(arn, str) else None
+    return (match.group(1), match.group(2)) if match else None
+
+
 FACE_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 USER_ID_RE = re.compile(r"[a-zA-Z0-9_.\-:]{1,128}")
 EXTERNAL_IMAGE_ID_RE = re.compile(r"[a-zA-Z0-9_.\-:]{1,255}")

@@ -18,8 +18,13 @@ COMMAND_MODULES = [
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="faceprint")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """faceprint: self-hosted face detection, comparison and search with calibrated scores."""
+    from faceprint import audit
+
+    # every core operation a command runs is audited as the local OS user, from `local`, via "cli"
+    ctx.with_resource(audit.calling_as(audit.Caller(audit.local_user(), "local", None, "cli")))
 
 
 for _name in COMMAND_MODULES:

@@ -8,9 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from faceprint.audit import record_local
 from faceprint.cli.common import cli_errors, print_json
-from faceprint.config import home_dir
 from faceprint.engine import MAX_FACES, FaceEngine
 from faceprint.images import load_image
 from faceprint.operations import compare_faces, detect_faces
@@ -78,8 +76,6 @@ def compare_command(
 ) -> None:
     """Compare the largest face of SOURCE with every face of TARGET."""
     response = compare_faces(source, target, similarity_threshold=threshold, engine=_engine(detector))
-    matches = len(response["FaceMatches"])
-    record_local(home_dir(), "CompareFaces", None, response["SimilarityThreshold"], matches)
     if as_json:
         print_json(response)
         return

@@ -47,14 +47,6 @@ _err = Console(stderr=True, highlight=False)
 # -- shared plumbing ---------------------------------------------------------------------------------
 
 
-def _audit(svc: Any, operation: str, collection: str, resp: dict, matches_key: str) -> None:
-    """Append the operation to the home folder's hash-chained audit log, as the server does."""
-    from faceprint.audit import record_local
-
-    threshold = resp.get("FaceMatchThreshold", resp.get("UserMatchThreshold"))
-    record_local(svc.home, operation, collection, threshold, len(resp.get(matches_key) or []))
-
-
 def _service(home: Path | None, keep_chips: bool = False):  # -> Collections (imported lazily: fast --help)
     from faceprint.collections.service import Collections
 
@@ -351,7 +343,6 @@ def index_cmd(
                     progress.console.print(f"[yellow]skipped {path}: {exc.message}[/]")
                     progress.advance(task)
                     continue
-                _audit(svc, "IndexFaces", name, resp, "FaceRecords")
                 if as_json:
                     _print_json(resp, indent=None)
                 indexed += len(resp["FaceRecords"])
@@ -412,7 +403,6 @@ def search_cmd(
                 FaceMatchThreshold=threshold,
                 QualityFilter=quality_filter,
             )
-        _audit(svc, "SearchFaces" if face_id else "SearchFacesByImage", name, resp, "FaceMatches")
     if as_json:
         _print_json(resp)
         return
@@ -471,11 +461,10 @@ def faces_delete(name: str, face_ids: tuple[str, ...], home: Path | None, as_jso
     """Delete FACE_IDS from collection NAME."""
     with _service(home) as svc:
         resp = svc.delete_faces(CollectionId=name, FaceIds=list(face_ids))
-        _audit(svc, "DeleteFaces", name, resp, "DeletedFaces")
     if as_json:
         _print_json(resp)
         return
-    _out.print(f"Deleted {len(resp['DeletedFaces'])} face(s)")
+    _out.print(f"Deleted {len(resp.get('DeletedFaces', []))} face(s)")
     if resp["UnsuccessfulFaceDeletions"]:
         _out.print(_failures_table(resp["UnsuccessfulFaceDeletions"], "Not deleted"))
 
@@ -610,7 +599,6 @@ def users_search(
                 UserMatchThreshold=threshold,
                 MaxUsers=max_users,
             )
-        _audit(svc, "SearchUsersByImage" if image is not None else "SearchUsers", name, resp, "UserMatches")
     if as_json:
         _print_json(resp)
         return

@@ -101,6 +101,10 @@ def run_server(
 
     os.environ["FACEPRINT_AUTH"] = "1" if auth else "0"
     os.environ.setdefault("FACEPRINT_HOME", str(home_dir()))
+    problem = home_problem(Path(os.environ["FACEPRINT_HOME"]))
+    if problem:
+        click.echo(f"faceprint serve: cannot start: {problem}", err=True)
+        sys.exit(1)
     if threads:
         os.environ["FACEPRINT_SERVER_THREADS"] = str(threads)
     if buckets:
@@ -129,6 +133,22 @@ def run_server(
     )
 
 
+def home_problem(home: Path) -> str | None:
+    """Why the server could not run on `home` (a read-only folder, an unusable audit log), or None."""
+    from faceprint.audit import AuditLog, AuditLogError, key_path
+    from faceprint.files import unwritable
+
+    folders = [home, home / "server", home / "collections", home / "collections" / "index", home / "video"]
+    problem = unwritable([*folders, key_path(home).parent])
+    if problem:
+        return problem
+    try:
+        AuditLog.for_home(home).close()
+    except AuditLogError as exc:
+        return str(exc)
+    return None
+
+
 @click.command()
 @home_option
 @_serve_options
@@ -150,13 +170,16 @@ def keys() -> None:
 
 
 def _record_key_change(operation: str, key_id: str, detail: dict[str, Any]) -> None:
-    from faceprint.audit import AuditEvent, AuditLog
+    from faceprint import audit
 
-    log = AuditLog.for_home(home_dir())
-    try:
-        log.append(AuditEvent(operation=operation, key_id=key_id, detail={"via": "cli", **detail}))
-    finally:
-        log.close()
+    caller = audit.current_caller()
+    event = audit.AuditEvent(
+        operation=operation,
+        key_id=key_id,
+        client=caller.client,
+        detail={"via": "cli", "by": caller.principal, **detail},
+    )
+    audit.log_for(home_dir()).append(event)
 
 
 @keys.command("create")
@@ -293,57 +316,118 @@ def parse_since(text: str, now: datetime | None = None) -> str:
 @home_option
 @click.option("--since", default=None, help="Only rows from then on: 30m, 2h, 7d, or an ISO date/time.")
 @click.option("--limit", type=int, default=None, help="Only the last N rows.")
-@click.option("--verify", is_flag=True, help="Verify the hash chain; exit status 1 if it is broken.")
+@click.option("--verify", is_flag=True, help="Verify the HMAC chain; exit status 1 if it is broken.")
+@click.option(
+    "--against",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --verify: a checkpoint file (from --checkpoint --json); detects a cut or replaced tail.",
+)
+@click.option(
+    "--checkpoint", is_flag=True, help="Print a signed head (rows, last HMAC, time) to keep elsewhere."
+)
 @click.option("--json", "as_json", is_flag=True)
-def audit_log(since: str | None, limit: int | None, verify: bool, as_json: bool) -> None:
-    """Print the audit log (searches, compares, indexing, deletions, key changes) and verify its chain."""
-    from faceprint.audit import AuditLog
+def audit_log(
+    since: str | None, limit: int | None, verify: bool, against: Path | None, checkpoint: bool, as_json: bool
+) -> None:
+    """Print the audit log (every operation on faces, refused requests, key changes) and verify its chain."""
+    import sqlite3
 
-    log = AuditLog.for_home(home_dir())
+    from faceprint.audit import AuditLog, AuditLogError, Checkpoint, Verification
+
+    verify = verify or against is not None
+    cp = None
+    if against is not None:
+        try:
+            cp = Checkpoint.from_dict(json.loads(against.read_text()))
+        except (OSError, ValueError, AuditLogError) as exc:
+            click.echo(f"error: cannot read the checkpoint {against}: {exc}", err=True)
+            sys.exit(2)
+    records: list[Any] = []
     try:
-        records = log.records(parse_since(since) if since else None, limit)
-        check = log.verify() if verify else None
-    finally:
-        log.close()
+        log = AuditLog.for_home(home_dir())
+    except AuditLogError as exc:
+        if not verify:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        check: Verification | None = Verification(False, 0, "", None, str(exc))
+    else:
+        try:
+            if checkpoint:
+                head = log.checkpoint()
+                if as_json:
+                    click.echo(json.dumps(head.as_dict()))
+                else:
+                    click.echo(
+                        f"checkpoint: {head.rows} rows, head {head.head}, at {head.time}, "
+                        f"signature {head.signature}"
+                    )
+                return
+            check = log.verify(cp) if verify else None
+            records = log.records(parse_since(since) if since else None, limit)
+        except (sqlite3.Error, AuditLogError) as exc:
+            if not verify:
+                click.echo(f"error: the audit log is unreadable: {exc}", err=True)
+                sys.exit(2)
+            check = Verification(False, 0, "", None, f"the audit file is corrupt: {exc}")
+        finally:
+            log.close()
     if as_json:
         out: dict[str, Any] = {"records": [r.as_dict() for r in records]}
         if check is not None:
-            out["verification"] = {
-                "ok": check.ok,
-                "rows": check.rows,
-                "head": check.head,
-                "bad_seq": check.bad_seq,
-                "reason": check.reason,
-            }
+            out["verification"] = check.as_dict()
         click.echo(json.dumps(out, indent=2))
     else:
-        from rich.table import Table
-
-        table = Table(
-            "seq", "time", "key", "operation", "collection", "threshold", "matches", "outcome", "request id"
-        )
-        for r in records:
-            table.add_row(
-                str(r.seq),
-                r.time,
-                r.key_id or "-",
-                r.operation,
-                r.collection or "-",
-                "-" if r.threshold is None else f"{r.threshold:g}",
-                "-" if r.matches is None else str(r.matches),
-                r.outcome,
-                r.request_id or "-",
-            )
-        _console().print(table)
+        _print_records(records)
         if check is not None:
-            if check.ok:
-                click.echo(f"chain OK: {check.rows} rows, head {check.head}")
-            else:
-                click.echo(
-                    f"chain BROKEN at row {check.bad_seq}: {check.reason} ({check.rows} rows verified)"
-                )
+            click.echo(_verdict(check))
     if check is not None and not check.ok:
         sys.exit(1)
+
+
+def _verdict(check: Any) -> str:
+    """One line: OK (saying how much is a legacy unkeyed chain) or where and why the chain is broken."""
+    if check.ok:
+        legacy = (
+            f"; rows 1-{check.legacy_rows} are a legacy sha256 chain (written before the HMAC key: "
+            "anyone who could write the file could have recomputed them)"
+            if check.legacy_rows
+            else ""
+        )
+        return f"chain OK: {check.rows} rows, head {check.head}{legacy}"
+    where = f"at row {check.bad_seq}" if check.bad_seq is not None else f"after {check.rows} rows"
+    return f"chain BROKEN {where}: {check.reason} ({check.rows} rows verified)"
+
+
+def _print_records(records: list[Any]) -> None:
+    from rich.table import Table
+
+    table = Table(
+        "seq",
+        "time",
+        "key",
+        "client",
+        "operation",
+        "collection",
+        "threshold",
+        "matches",
+        "outcome",
+        "request id",
+    )
+    for r in records:
+        table.add_row(
+            str(r.seq),
+            r.time,
+            r.key_id or "-",
+            r.client or "-",
+            r.operation,
+            r.collection or "-",
+            "-" if r.threshold is None else f"{r.threshold:g}",
+            "-" if r.matches is None else str(r.matches),
+            r.outcome,
+            r.request_id or "-",
+        )
+    _console().print(table)
 
 
 # --- demo ------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from faceprint import audit
 from faceprint import similarity as sim
 from faceprint.collections.quality import check_quality_filter, unindexed_reasons
 from faceprint.collections.store import CollectionRow, FaceRow, IndexCache, NewFace, Store
@@ -48,6 +49,7 @@ from faceprint.rekognition import (
     FACE_ID_RE,
     USER_ID_RE,
     bounding_box,
+    collection_of_arn,
     face_detail,
     validate_attributes,
 )
@@ -64,6 +66,7 @@ MAX_USERS = 500
 DEFAULT_MAX_USERS = 100
 MAX_FACE_ID_LIST = 4096
 MAX_ASSOCIATE_FACES = 100
+MAX_TAGS = 50  # Rekognition's quota of tags per resource
 ASSOCIATE_DEFAULT_THRESHOLD = 75.0
 DISTANCE_MARGIN = 1.02  # index distances may be approximate: fetch a little beyond the cut, then rescore
 
@@ -130,6 +133,11 @@ def _tags(value: Any) -> dict[str, str]:
         if not isinstance(val, str) or len(val) > 256 or not _tag_text_ok(val):
             raise InvalidParameterError(f"tag value {val!r} is not valid")
     return dict(value)
+
+
+def _token(value: Any) -> str | None:
+    """A ClientRequestToken, validated and scoped to the caller (another key's token is another token)."""
+    return audit.scoped_token(_optional(value, CLIENT_TOKEN_RE, "ClientRequestToken"))
 
 
 def _digest(**params: Any) -> str:
@@ -229,16 +237,19 @@ class Collections:
 
     # -- collections ----------------------------------------------------------------------------------
 
+    @audit.audited("CreateCollection")
     def create_collection(self, *, CollectionId: str, Tags: dict[str, str] | None = None) -> dict:
         name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
         coll = self.store.create_collection(name, self.engine.model_version, _tags(Tags))
         return {"StatusCode": 200, "CollectionArn": self.arn(name), "FaceModelVersion": coll.model_version}
 
+    @audit.audited("DeleteCollection")
     def delete_collection(self, *, CollectionId: str) -> dict:
         name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
         self.indexes.forget(self.store.delete_collection(name))
         return {"StatusCode": 200}
 
+    @audit.audited("DescribeCollection")
     def describe_collection(self, *, CollectionId: str) -> dict:
         coll = self._collection(CollectionId)
         return {
@@ -249,6 +260,7 @@ class Collections:
             "UserCount": self.store.user_count(coll.id),
         }
 
+    @audit.audited("ListCollections", matches="CollectionIds")
     def list_collections(self, *, NextToken: str | None = None, MaxResults: int | None = None) -> dict:
         limit = _integer(MaxResults, "MaxResults", 0, MAX_PAGE, DEFAULT_PAGE) or DEFAULT_PAGE
         after = self._tokens.parse(NextToken, "collections")
@@ -261,6 +273,40 @@ class Collections:
         if len(rows) > limit:
             out["NextToken"] = self._tokens.make("collections", page[-1].id)
         return out
+
+    # -- tags -----------------------------------------------------------------------------------------
+
+    def _tagged(self, arn: Any) -> str:
+        """The CollectionId of a collection ARN of this account (the only resources faceprint tags)."""
+        parsed = collection_of_arn(arn)
+        if parsed is None:
+            raise InvalidParameterError(
+                f"ResourceArn {arn!r} is not a collection ARN (arn:aws:rekognition:<region>:<account>:"
+                "collection/<CollectionId>); faceprint tags collections only"
+            )
+        if parsed[0] != self.account_id:
+            raise ResourceNotFoundError(f"resource {arn} does not exist in account {self.account_id}")
+        return parsed[1]
+
+    @audit.audited("TagResource")
+    def tag_resource(self, *, ResourceArn: str, Tags: dict[str, str]) -> dict:
+        """TagResource: add or overwrite tags of a collection (at most 50 per collection, as on AWS)."""
+        name = self._tagged(ResourceArn)
+        self.store.update_tags(name, _tags(Tags), (), MAX_TAGS)
+        return {}
+
+    @audit.audited("UntagResource")
+    def untag_resource(self, *, ResourceArn: str, TagKeys: list[str]) -> dict:
+        """UntagResource: remove tags of a collection (keys it does not have are ignored)."""
+        name = self._tagged(ResourceArn)
+        if not isinstance(TagKeys, list | tuple) or not all(isinstance(k, str) for k in TagKeys):
+            raise InvalidParameterError("TagKeys must be a list of tag keys")
+        self.store.update_tags(name, {}, tuple(TagKeys), MAX_TAGS)
+        return {}
+
+    @audit.audited("ListTagsForResource")
+    def list_tags_for_resource(self, *, ResourceArn: str) -> dict:
+        return {"Tags": self.store.collection(self._tagged(ResourceArn)).tags}
 
     # -- images and faces -----------------------------------------------------------------------------
 
@@ -297,6 +343,7 @@ class Collections:
                 f"this server computes {self.engine.model_version}"
             )
 
+    @audit.audited("IndexFaces", matches="FaceRecords")
     def index_faces(
         self,
         *,
@@ -367,6 +414,7 @@ class Collections:
                 kept.remove(face)
         return kept[:max_faces]
 
+    @audit.audited("ListFaces", matches="Faces")
     def list_faces(
         self,
         *,
@@ -390,12 +438,14 @@ class Collections:
             out["NextToken"] = self._tokens.make(f"faces:{coll.id}", rows[limit - 1].row)
         return out
 
+    @audit.audited("DeleteFaces", matches="DeletedFaces")
     def delete_faces(self, *, CollectionId: str, FaceIds: list[str]) -> dict:
         """DeleteFaces: faces associated with a user are not deleted (disassociate them first)."""
         name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
         face_ids = _face_ids(FaceIds, "FaceIds", MAX_FACE_ID_LIST)
         deleted, failed = self.store.delete_faces(name, face_ids)
-        return {"DeletedFaces": deleted, "UnsuccessfulFaceDeletions": failed}
+        out: dict[str, Any] = {"DeletedFaces": deleted} if deleted else {}  # the model's list has min 1
+        return {**out, "UnsuccessfulFaceDeletions": failed}
 
     # -- search ---------------------------------------------------------------------------------------
 
@@ -452,6 +502,7 @@ class Collections:
             **_error_rate_members(threshold, coll),
         }
 
+    @audit.audited("SearchFaces", threshold="FaceMatchThreshold", matches="FaceMatches")
     def search_faces(
         self,
         *,
@@ -475,6 +526,7 @@ class Collections:
             **_error_rate_members(threshold, coll),
         }
 
+    @audit.audited("SearchFacesByImage", threshold="FaceMatchThreshold", matches="FaceMatches")
     def search_faces_by_image(
         self,
         *,
@@ -511,19 +563,22 @@ class Collections:
 
     # -- users ----------------------------------------------------------------------------------------
 
+    @audit.audited("CreateUser")
     def create_user(self, *, CollectionId: str, UserId: str, ClientRequestToken: str | None = None) -> dict:
         name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
         user_id = _pattern(UserId, USER_ID_RE, "UserId")
-        token = _optional(ClientRequestToken, CLIENT_TOKEN_RE, "ClientRequestToken")
-        return self.store.create_user(name, user_id, token, _digest(UserId=user_id))
+        token = _token(ClientRequestToken)
+        return self.store.create_user(name, user_id, token, _digest(CollectionId=name, UserId=user_id))
 
+    @audit.audited("DeleteUser")
     def delete_user(self, *, CollectionId: str, UserId: str, ClientRequestToken: str | None = None) -> dict:
         """DeleteUser: disassociates the user's faces, then deletes the user."""
         name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
         user_id = _pattern(UserId, USER_ID_RE, "UserId")
-        token = _optional(ClientRequestToken, CLIENT_TOKEN_RE, "ClientRequestToken")
-        return self.store.delete_user(name, user_id, token, _digest(UserId=user_id))
+        token = _token(ClientRequestToken)
+        return self.store.delete_user(name, user_id, token, _digest(CollectionId=name, UserId=user_id))
 
+    @audit.audited("ListUsers", matches="Users")
     def list_users(
         self, *, CollectionId: str, MaxResults: int | None = None, NextToken: str | None = None
     ) -> dict:
@@ -536,6 +591,7 @@ class Collections:
             out["NextToken"] = self._tokens.make(f"users:{coll.id}", rows[limit - 1].row)
         return out
 
+    @audit.audited("AssociateFaces", threshold="UserMatchThreshold", matches="AssociatedFaces")
     def associate_faces(
         self,
         *,
@@ -551,23 +607,24 @@ class Collections:
         face_ids = _face_ids(FaceIds, "FaceIds", MAX_ASSOCIATE_FACES)
         threshold = _percent(UserMatchThreshold, "UserMatchThreshold")
         threshold = ASSOCIATE_DEFAULT_THRESHOLD if threshold is None else threshold
-        token = _optional(ClientRequestToken, CLIENT_TOKEN_RE, "ClientRequestToken")
-        digest = _digest(UserId=user_id, FaceIds=face_ids, UserMatchThreshold=threshold)
+        token = _token(ClientRequestToken)
+        digest = _digest(CollectionId=name, UserId=user_id, FaceIds=face_ids, UserMatchThreshold=threshold)
 
         def score(template: np.ndarray, vector: np.ndarray) -> float:
             return sim.similarity(float(np.linalg.norm(template - vector)))
 
         return self.store.associate_faces(name, user_id, face_ids, threshold, score, token, digest)
 
+    @audit.audited("DisassociateFaces", matches="DisassociatedFaces")
     def disassociate_faces(
         self, *, CollectionId: str, UserId: str, FaceIds: list[str], ClientRequestToken: str | None = None
     ) -> dict:
         name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
         user_id = _pattern(UserId, USER_ID_RE, "UserId")
         face_ids = _face_ids(FaceIds, "FaceIds", MAX_ASSOCIATE_FACES)
-        token = _optional(ClientRequestToken, CLIENT_TOKEN_RE, "ClientRequestToken")
+        token = _token(ClientRequestToken)
         return self.store.disassociate_faces(
-            name, user_id, face_ids, token, _digest(UserId=user_id, FaceIds=face_ids)
+            name, user_id, face_ids, token, _digest(CollectionId=name, UserId=user_id, FaceIds=face_ids)
         )
 
     def _user_matches(
@@ -596,6 +653,7 @@ class Collections:
         matches.sort(key=lambda m: m["Similarity"], reverse=True)
         return matches[:max_users]
 
+    @audit.audited("SearchUsers", threshold="UserMatchThreshold", matches="UserMatches")
     def search_users(
         self,
         *,
@@ -630,6 +688,7 @@ class Collections:
             **out,
         }
 
+    @audit.audited("SearchUsersByImage", threshold="UserMatchThreshold", matches="UserMatches")
     def search_users_by_image(
         self,
         *,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -38,6 +39,7 @@ ADD, REMOVE = 1, 2  # change-log operations
 MAX_FACES_PER_USER = 100
 TOKEN_TTL_SECONDS = 24 * 3600  # how long a ClientRequestToken is remembered
 _CHUNK = 500  # SQL parameters per IN (...) list
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -96,6 +98,7 @@ CREATE TABLE IF NOT EXISTS requests (
     PRIMARY KEY (collection_id, operation, token)
 );
 CREATE INDEX IF NOT EXISTS requests_by_age ON requests (created);
+CREATE INDEX IF NOT EXISTS requests_by_token ON requests (operation, token);
 """
 
 _FACE_COLUMNS = (
@@ -235,6 +238,19 @@ class Store(Database):
                 conn.execute(f"DELETE FROM {table} WHERE collection_id=?", (coll.id,))
             conn.execute("DELETE FROM collections WHERE id=?", (coll.id,))
             return coll.id
+
+    def update_tags(self, name: str, add: dict[str, str], remove: Sequence[str], max_tags: int) -> dict:
+        """Set `add` and drop `remove` on a collection's tags in one transaction; returns the new tags."""
+        with self.write() as conn:
+            tags = {k: v for k, v in {**self._collection(conn, name).tags, **add}.items() if k not in remove}
+            if len(tags) > max_tags:
+                raise ServiceQuotaExceededError(
+                    f"a collection holds at most {max_tags} tags, not {len(tags)}"
+                )
+            conn.execute(
+                "UPDATE collections SET tags=? WHERE name=?", (json.dumps(tags, sort_keys=True), name)
+            )
+            return tags
 
     def collection(self, name: str) -> CollectionRow:
         with self.read() as conn:
@@ -473,16 +489,17 @@ class Store(Database):
         if token is None:
             return None
         conn.execute("DELETE FROM requests WHERE created<?", (time.time() - TOKEN_TTL_SECONDS,))
-        row = conn.execute(
-            "SELECT digest, response FROM requests WHERE collection_id=? AND operation=? AND token=?",
-            (coll_id, op, token),
-        ).fetchone()
+        rows = conn.execute(  # in any collection: a token reused on another collection is a mismatch
+            "SELECT collection_id, digest, response FROM requests WHERE operation=? AND token=?",
+            (op, token),
+        ).fetchall()
+        row = next((r[1:] for r in rows if r[0] == coll_id), None)
+        if rows and (row is None or row[0] != digest):
+            raise IdempotentParameterMismatchError(
+                f"ClientRequestToken was already used for {op} with other parameters"
+            )
         if row is None:
             return None
-        if row[0] != digest:
-            raise IdempotentParameterMismatchError(
-                f"ClientRequestToken {token!r} was already used for {op} with other parameters"
-            )
         return json.loads(row[1])
 
     @staticmethod
@@ -616,7 +633,7 @@ class Store(Database):
             found = self._faces_with_owners(conn, coll.id, face_ids, embeddings=True)
             wanted = list(dict.fromkeys(face_ids))
             candidates = [f for f in wanted if f in found and found[f][1] is None]
-            if user.face_count + len(candidates) > MAX_FACES_PER_USER:
+            if candidates and user.face_count >= MAX_FACES_PER_USER:
                 raise ServiceQuotaExceededError(
                     f"user {user_id!r} has {user.face_count} faces; at most {MAX_FACES_PER_USER} are allowed"
                 )
@@ -633,6 +650,9 @@ class Store(Database):
                     failed.append(
                         {"FaceId": fid, "UserId": owner_id, "Reasons": ["ASSOCIATED_TO_A_DIFFERENT_USER"]}
                     )
+                    continue
+                if len(accepted) >= MAX_FACES_PER_USER:  # past the limit: reported, not associated
+                    failed.append({"FaceId": fid, "UserId": user_id, "Reasons": []})
                     continue
                 vector = from_blob(blob)
                 if accepted:
@@ -807,6 +827,7 @@ class IndexCache:
         self.trim_every = trim_every
         self._entries: dict[int, _Entry] = {}
         self._lock = threading.RLock()
+        self._save_failed = False  # logged once
 
     def search(self, collection_id: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(L2 distances ascending, vector ids) of the `k` nearest faces, -1 ids for padding."""
@@ -831,7 +852,7 @@ class IndexCache:
                 entry = self._rebuild(collection_id)
             self._entries[collection_id] = entry
             if entry.pending >= self.persist_every:
-                self._save(collection_id, entry)
+                self._persist(collection_id, entry)
             return entry
 
     def flush(self) -> None:
@@ -839,7 +860,23 @@ class IndexCache:
         with self._lock:
             for cid, entry in list(self._entries.items()):
                 if entry.seq != entry.saved_seq:
-                    self._save(cid, entry)
+                    self._persist(cid, entry)
+
+    def _persist(self, collection_id: int, entry: _Entry) -> None:
+        """Save an index file; one that cannot be written (a read-only or broken folder, a directory where
+        the file belongs) leaves the in-memory index, built from SQLite, serving. Logged once."""
+        try:
+            self._save(collection_id, entry)
+        except OSError as exc:
+            entry.pending = 0  # retried after another `persist_every` changes, not on every search
+            if not self._save_failed:
+                self._save_failed = True
+                log.warning(
+                    "vector index cache %s cannot be written (%s); searching from the in-memory index "
+                    "rebuilt from the database instead",
+                    self.folder,
+                    exc,
+                )
 
     def forget(self, collection_id: int) -> None:
         """Drop a deleted collection's index from memory and disk (and from Milvus, for that backend)."""
@@ -853,7 +890,8 @@ class IndexCache:
                         from faceprint.collections.vector_index import load_index
 
                         indexes.append(load_index(path))
-                path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # e.g. a directory where the file belongs
+                    path.unlink(missing_ok=True)
             for index in indexes:
                 if hasattr(index, "drop"):
                     with contextlib.suppress(Exception):
@@ -863,7 +901,11 @@ class IndexCache:
 
     def _files(self, collection_id: int) -> list[tuple[Path, int]]:
         out = []
-        for path in self.folder.glob(f"c{collection_id}-*.index"):
+        try:
+            found = list(self.folder.glob(f"c{collection_id}-*.index"))
+        except OSError:  # an unreadable folder: no cache files
+            found = []
+        for path in found:
             seq = path.name[len(f"c{collection_id}-") : -len(".index")]
             if seq.isdigit():
                 out.append((path, int(seq)))
@@ -922,7 +964,8 @@ class IndexCache:
         entry.saved_seq, entry.pending = entry.seq, 0
         for path, seq in self._files(collection_id):
             if seq < entry.seq:
-                path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
         try:
             coll_floor = self._floor(collection_id)
         except ResourceNotFoundError:

@@ -50,8 +50,12 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
     server = Server(settings or ServerSettings.from_env())
 
     def process(req: SignedRequest, identity: Identity, request_id: str) -> bytes:
-        name = wire.operation_name(req.header("x-amz-target"))
-        params = wire.decode_body(req.body)
+        try:
+            name = wire.operation_name(req.header("x-amz-target"))
+            params = wire.decode_body(req.body)
+        except FaceprintError as exc:  # refused before reaching the core: audited here
+            server.dispatcher.refused(req, exc, request_id, claimed=identity.key_id)
+            raise
         return wire.encode(server.dispatcher.invoke(name, params, identity, request_id, via="aws"))
 
     dispatcher = server.dispatcher

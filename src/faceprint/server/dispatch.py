@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from faceprint.audit import AuditEvent, AuditLog
+from faceprint import audit
 from faceprint.errors import AccessDeniedError, FaceprintError, InternalServerError
 from faceprint.files import private_dir
 from faceprint.server import schema, sigv4
@@ -38,6 +39,7 @@ class Identity:
     name: str
     policy: Policy
     region: str = "us-east-1"
+    client: str | None = None  # the peer's address
 
 
 ANONYMOUS = Identity(None, "anonymous", Policy())
@@ -50,97 +52,150 @@ class Dispatcher:
         self.settings = settings
         private_dir(settings.home)  # collections, keys, audit log, video results: owner only
         self.keys = KeyStore(settings.home)
-        self.audit = AuditLog.for_home(settings.home)
+        self.audit = audit.log_for(settings.home)
         self.metrics = Metrics()
         self.services = Services(settings.home, LocalBuckets.for_home(settings.home))
 
     def close(self) -> None:
         self.services.close()
-        self.audit.close()
 
     # --- authentication ---------------------------------------------------------------------------
-    def authenticate(self, req: sigv4.SignedRequest, payload_hash: str | None = None) -> Identity:
+    def authenticate(
+        self, req: sigv4.SignedRequest, payload_hash: str | None = None, request_id: str | None = None
+    ) -> Identity:
         """SigV4 (HTTP Basic `AccessKeyId:SecretAccessKey` is `authenticate_basic`, REST API only).
 
         With `payload_hash` (the declared `x-amz-content-sha256`) only the headers are verified; the caller
-        checks the body against the hash once it has arrived."""
+        checks the body against the hash once it has arrived. A refused request is audited with its error
+        code, before any other work."""
         if not self.settings.auth:
-            return ANONYMOUS
-        auth = sigv4.verify(req, self.keys.secret_for, payload_hash=payload_hash)
-        key = self.keys.get(auth.access_key)
-        if key is None:  # revoked between the two reads
-            raise UnrecognizedClientError("The security token included in the request is invalid.")
-        return Identity(key.access_key_id, key.name, key.policy, auth.region)
+            return dataclasses.replace(ANONYMOUS, client=req.client)
+        try:
+            auth = sigv4.verify(req, self.keys.secret_for, payload_hash=payload_hash)
+            key = self.keys.get(auth.access_key)
+            if key is None:  # revoked between the two reads
+                raise UnrecognizedClientError("The security token included in the request is invalid.")
+        except FaceprintError as exc:
+            self.refused(req, exc, request_id)
+            raise
+        return Identity(key.access_key_id, key.name, key.policy, auth.region, req.client)
 
     def authenticate_headers(self, req: sigv4.SignedRequest) -> Identity | None:
         """The caller, from the headers alone when they suffice (authentication off, or SigV4 over a
         declared payload hash); None when the signature covers a body that has not been read yet."""
         if not self.settings.auth:
-            return ANONYMOUS
+            return dataclasses.replace(ANONYMOUS, client=req.client)
         declared = sigv4.declared_payload_hash(req)
         return None if declared is None else self.authenticate(req, declared)
 
-    def authenticate_basic(self, header: str) -> Identity:
+    def authenticate_basic(
+        self,
+        header: str,
+        req: sigv4.SignedRequest | None = None,
+        request_id: str | None = None,
+        operation: str | None = None,
+    ) -> Identity:
         """Check `Authorization: Basic base64(AccessKeyId:SecretAccessKey)`."""
+        client = req.client if req is not None else None
         if not self.settings.auth:
-            return ANONYMOUS
+            return dataclasses.replace(ANONYMOUS, client=client)
+        key_id = None
         try:
-            key_id, _, secret = (
-                base64.b64decode(header.split(" ", 1)[1], validate=True).decode().partition(":")
-            )
-        except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
-            raise MissingAuthenticationTokenError("Malformed Basic authorization header") from None
-        key = self.keys.check_secret(key_id, secret)
-        if key is None:
-            raise UnrecognizedClientError("The security token included in the request is invalid.")
-        return Identity(key.access_key_id, key.name, key.policy)
+            try:
+                key_id, _, secret = (
+                    base64.b64decode(header.split(" ", 1)[1], validate=True).decode().partition(":")
+                )
+            except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
+                raise MissingAuthenticationTokenError("Malformed Basic authorization header") from None
+            key = self.keys.check_secret(key_id, secret)
+            if key is None:
+                raise UnrecognizedClientError("The security token included in the request is invalid.")
+        except FaceprintError as exc:
+            self.refused(req, exc, request_id, operation, claimed=key_id)
+            raise
+        return Identity(key.access_key_id, key.name, key.policy, client=client)
+
+    def refused(
+        self,
+        req: sigv4.SignedRequest | None,
+        exc: FaceprintError,
+        request_id: str | None = None,
+        operation: str | None = None,
+        claimed: str | None = None,
+    ) -> None:
+        """Audit a request that failed authentication: the key id it claimed, its address, the code."""
+        if req is not None and claimed is None:
+            claimed = _claimed_key(req)
+        if operation is None and req is not None:
+            target = req.header("x-amz-target") or ""
+            operation = target.rpartition(".")[2] if target else f"{req.method} {req.raw_path}"
+        caller = audit.Caller(claimed, (req.client if req else None) or "-", request_id, "auth")
+        with audit.calling_as(caller):
+            audit.record_refusal(self.settings.home, operation or "-", exc.code)
 
     # --- operations -------------------------------------------------------------------------------
     def invoke(
         self, name: str, params: dict[str, Any], identity: Identity, request_id: str, via: str = "aws"
     ) -> dict[str, Any]:
-        """Run one operation for `identity`; raises a FaceprintError with the wire code on failure."""
+        """Run one operation for `identity`; raises a FaceprintError with the wire code on failure.
+
+        Exactly one audit row per request: the core writes it when the operation reaches the core;
+        a request refused before (unknown operation, policy, validation) is recorded here."""
+        caller = audit.Caller(identity.key_id, identity.client or "-", request_id, via)
+        collection = audit.collection_of(params) if isinstance(params, dict) else None
+        collection = collection if isinstance(collection, str) else None
+        with audit.calling_as(caller):
+            try:
+                result = self._invoke(name, params, identity, request_id, collection)
+            except FaceprintError as exc:
+                if not caller.recorded:
+                    audit.record_refusal(self.settings.home, name, exc.code, collection)
+                raise
+            if not caller.recorded:
+                audit.record_refusal(self.settings.home, name, "OK", collection)
+        return result
+
+    def _invoke(
+        self,
+        name: str,
+        params: dict[str, Any],
+        identity: Identity,
+        request_id: str,
+        collection: str | None,
+    ) -> dict[str, Any]:
         op = REGISTRY.get(name)
         if op is None:
             raise UnknownOperationError(f"Unknown operation {name}")
-        collection = params.get("CollectionId") if isinstance(params.get("CollectionId"), str) else None
-        threshold = None
+        self._authorize(op, identity, collection)
+        valid = schema.validate(name, params)
+        if op.resource_collections is not None:  # e.g. a video job's collection
+            for other in op.resource_collections(valid, self.services):
+                self._authorize(op, identity, other, scoped=True)
+        ctx = RequestContext(request_id, self.services, identity.key_id, identity.region)
         try:
-            self._authorize(op, identity, collection)
-            valid = schema.validate(name, params)
-            if op.threshold:
-                threshold = valid.get(op.threshold)
-            ctx = RequestContext(request_id, self.services, identity.key_id, identity.region)
-            try:
-                result = op.handler(valid, ctx)
-            except FaceprintError:
-                raise
-            except Exception as exc:
-                log.exception("request %s: %s failed", request_id, name)
-                raise InternalServerError(
-                    f"Internal server error (request {request_id}): {type(exc).__name__}"
-                ) from exc
-            result = self._restrict(op, identity, result or {})
-        except FaceprintError as exc:
-            if op.audit or isinstance(exc, AccessDeniedError):
-                self._audit(op, identity, request_id, collection, threshold, None, exc.code, via)
+            result = op.handler(valid, ctx)
+        except FaceprintError:
             raise
-        if op.audit:
-            matches = len(result.get(op.matches) or []) if op.matches else None
-            if op.threshold and threshold is None:  # the core's (calibrated) default, if it reports it
-                threshold = result.get(op.threshold)
-            self._audit(op, identity, request_id, collection, threshold, matches, "OK", via, valid, result)
+        except Exception as exc:
+            log.exception("request %s: %s failed", request_id, name)
+            raise InternalServerError(
+                f"Internal server error (request {request_id}): {type(exc).__name__}"
+            ) from exc
+        result = self._restrict(op, identity, result or {})
         if name == "IndexFaces":
             self.metrics.add_faces_indexed(len(result.get("FaceRecords") or []))
         return result
 
-    def _authorize(self, op: Operation, identity: Identity, collection: str | None) -> None:
+    def _authorize(
+        self, op: Operation, identity: Identity, collection: str | None, scoped: bool | None = None
+    ) -> None:
         policy = identity.policy
+        scoped = op.collection_scoped if scoped is None else scoped
         resource = "*"
-        if op.collection_scoped and collection is not None:
+        if scoped and collection is not None:
             resource = f"arn:aws:rekognition:{identity.region}:{ACCOUNT}:collection/{collection}"
         allowed = policy.allows_action(op.name) and (
-            not op.collection_scoped or collection is None or policy.allows_collection(collection)
+            not scoped or collection is None or policy.allows_collection(collection)
         )
         if not allowed:
             raise AccessDeniedError(
@@ -163,53 +218,11 @@ class Dispatcher:
             out["FaceModelVersions"] = [v for _, v in kept]
         return out
 
-    def _audit(
-        self,
-        op: Operation,
-        identity: Identity,
-        request_id: str,
-        collection: str | None,
-        threshold: float | None,
-        matches: int | None,
-        outcome: str,
-        via: str,
-        params: dict[str, Any] | None = None,
-        result: dict[str, Any] | None = None,
-    ) -> None:
-        detail: dict[str, Any] = {"via": via}
-        if params and result is not None:
-            detail.update(_audit_detail(op.name, params, result))
-        self.audit.append(
-            AuditEvent(
-                operation=op.name,
-                key_id=identity.key_id,
-                collection=collection,
-                threshold=threshold,
-                matches=matches,
-                request_id=request_id,
-                outcome=outcome,
-                detail=detail,
-            )
-        )
 
-
-def _audit_detail(name: str, params: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-    """The ids an auditor needs to follow up (matched and changed faces and users, at most 100 each)."""
-    detail: dict[str, Any] = {}
-    if name in ("SearchFaces", "SearchFacesByImage"):
-        detail["face_ids"] = [m.get("Face", {}).get("FaceId") for m in result.get("FaceMatches") or []][:100]
-    elif name in ("SearchUsers", "SearchUsersByImage"):
-        detail["user_ids"] = [m.get("User", {}).get("UserId") for m in result.get("UserMatches") or []][:100]
-    elif name == "IndexFaces":
-        detail["face_ids"] = [r.get("Face", {}).get("FaceId") for r in result.get("FaceRecords") or []][:100]
-        if "ExternalImageId" in params:
-            detail["external_image_id"] = params["ExternalImageId"]
-    elif name == "DeleteFaces":
-        detail["face_ids"] = list(result.get("DeletedFaces") or [])[:100]
-    threshold_member = REGISTRY[name].threshold
-    if threshold_member and threshold_member not in params and threshold_member not in result:
-        detail["threshold"] = "default"
-    for member in ("UserId", "FaceId"):
-        if isinstance(params.get(member), str):
-            detail[member.lower().replace("id", "_id")] = params[member]
-    return detail
+def _claimed_key(req: sigv4.SignedRequest) -> str | None:
+    """The access key id a request claims (unverified), for the audit row of a refused request."""
+    header = req.header("authorization") or ""
+    try:
+        return sigv4.parse_authorization(header).access_key if header.startswith(sigv4.ALGORITHM) else None
+    except FaceprintError:
+        return None

@@ -22,6 +22,7 @@ from typing import Any
 
 from faceprint.config import ImageLimits
 from faceprint.images import LoadedImage, decode_image_bytes
+from faceprint.rekognition import collection_of_arn
 from faceprint.server.errors import UnknownOperationError
 from faceprint.server.s3 import S3_IMAGE_MAX_BYTES, LocalBuckets
 
@@ -99,14 +100,17 @@ Handler = Callable[[dict[str, Any], RequestContext], dict[str, Any]]
 
 @dataclass(frozen=True)
 class Operation:
-    """A registered operation and how it is audited."""
+    """A registered operation. The core audits it (`faceprint.audit.audited`); `audit`, `threshold` and
+    `matches` describe its kind, its threshold member and the response list it counts."""
 
     name: str
     handler: Handler
-    audit: str | None = None  # "search", "compare", "index", "delete", "change"; None: not audited
+    audit: str | None = None  # "search", "compare", "index", "delete", "change", or None: a read
     threshold: str | None = None  # request member holding the match threshold
     matches: str | None = None  # response list whose length is the "number of matches"
     collection_scoped: bool = field(default=True)
+    # collections a request reaches through another resource (a video job's): the key's policy applies
+    resource_collections: Callable[[dict[str, Any], Services], list[str]] | None = None
 
 
 REGISTRY: dict[str, Operation] = {}
@@ -177,6 +181,17 @@ def _compare_faces(params: dict[str, Any], ctx: RequestContext) -> dict[str, Any
     )
 
 
+def _job_collections(params: dict[str, Any], services: Services) -> list[str]:
+    """The collections a Get* of a video job reaches (its policy check, before any result is read)."""
+    return services.instance(VIDEO_SERVICE, "GetFaceSearch").job_collections(params["JobId"])
+
+
+def _arn_collections(params: dict[str, Any], services: Services) -> list[str]:
+    """The collection a tag operation's ResourceArn names (its policy check)."""
+    parsed = collection_of_arn(params.get("ResourceArn"))
+    return [parsed[1]] if parsed else []
+
+
 def _register_all() -> None:
     register(Operation("DetectFaces", _detect_faces, collection_scoped=False))
     register(
@@ -227,6 +242,10 @@ def _register_all() -> None:
             "matches": "UserMatches",
         },
     }
+    for name in ("TagResource", "UntagResource", "ListTagsForResource"):
+        audited[name] = {"collection_scoped": False, "resource_collections": _arn_collections}
+        if name != "ListTagsForResource":
+            audited[name]["audit"] = "change"
     for name, extra in audited.items():
         register(Operation(name, _service_handler(COLLECTIONS_SERVICE, name), **extra))
     # Video operations: same adapter, their own service (wire contract §2, last four rows).
@@ -239,7 +258,10 @@ def _register_all() -> None:
     )
     register(
         Operation(
-            "GetFaceDetection", _service_handler(VIDEO_SERVICE, "GetFaceDetection"), collection_scoped=False
+            "GetFaceDetection",
+            _service_handler(VIDEO_SERVICE, "GetFaceDetection"),
+            collection_scoped=False,
+            resource_collections=_job_collections,
         )
     )
     register(
@@ -251,7 +273,12 @@ def _register_all() -> None:
         )
     )
     register(
-        Operation("GetFaceSearch", _service_handler(VIDEO_SERVICE, "GetFaceSearch"), collection_scoped=False)
+        Operation(
+            "GetFaceSearch",
+            _service_handler(VIDEO_SERVICE, "GetFaceSearch"),
+            collection_scoped=False,
+            resource_collections=_job_collections,
+        )
     )
 
 

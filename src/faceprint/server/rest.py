@@ -11,6 +11,7 @@ import html
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -124,12 +125,29 @@ def _authenticate_headers(server: Server, req: SignedRequest) -> Identity | None
     """HTTP Basic, or SigV4 when the headers suffice (see `Server.authenticated`); None: read the body."""
     header = req.header("authorization") or ""
     if header[:6].lower() == "basic ":
-        return server.dispatcher.authenticate_basic(header)
+        return server.dispatcher.authenticate_basic(header, req)
     if not header and server.settings.auth:
-        raise MissingAuthenticationTokenError(
+        exc = MissingAuthenticationTokenError(
             "Missing Authentication Token: use HTTP Basic (AccessKeyId:SecretAccessKey) or SigV4"
         )
+        server.dispatcher.refused(req, exc)  # audited before any other work
+        raise exc
     return server.dispatcher.authenticate_headers(req)
+
+
+def _built(
+    server: Server,
+    build: Callable[[SignedRequest], dict[str, Any]],
+    req: SignedRequest,
+    identity: Identity,
+    request_id: str,
+) -> dict[str, Any]:
+    """The operation's parameters from the request; a malformed upload is refused before the core, audited."""
+    try:
+        return build(req)
+    except FaceprintError as exc:
+        server.dispatcher.refused(req, exc, request_id, claimed=identity.key_id)
+        raise
 
 
 def image_and_fields(req: SignedRequest) -> tuple[bytes, dict[str, str]]:
@@ -192,7 +210,7 @@ def routes(server: Server) -> list[Route]:
                 req,
                 identity,
             ):
-                params = await server.run(build, req)
+                params = await server.run(_built, server, build, req, identity, request_id)
                 result = await server.run(
                     server.dispatcher.invoke, operation, params, identity, request_id, "rest"
                 )

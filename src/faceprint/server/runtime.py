@@ -155,4 +155,5 @@ def signed_request(request: Request, body: bytes) -> SignedRequest:
         query_string=scope.get("query_string", b"").decode("latin-1"),
         headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
         body=body,
+        client=scope["client"][0] if scope.get("client") else None,
     )

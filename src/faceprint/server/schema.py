@@ -239,6 +239,7 @@ NOTIFICATION_CHANNEL = Struct(
     },
     frozenset({"SNSTopicArn", "RoleArn"}),
 )
+RESOURCE_ARN = Str(20, 2048)
 JOB_ID = Str(1, 64, r"^[a-zA-Z0-9-_]+$")
 JOB_TAG = Str(1, 1024, r"[a-zA-Z0-9_.\-:+=\/]+")
 
@@ -389,6 +390,11 @@ REQUESTS: dict[str, Struct] = {
         "Video",
         "CollectionId",
     ),
+    "TagResource": _req({"ResourceArn": RESOURCE_ARN, "Tags": TAGS}, "ResourceArn", "Tags"),
+    "UntagResource": _req(
+        {"ResourceArn": RESOURCE_ARN, "TagKeys": ListOf(TAGS.key, 0, 200)}, "ResourceArn", "TagKeys"
+    ),
+    "ListTagsForResource": _req({"ResourceArn": RESOURCE_ARN}, "ResourceArn"),
     "GetFaceSearch": _req(
         {
             "JobId": JOB_ID,

@@ -47,6 +47,7 @@ class SignedRequest:
     query_string: str
     headers: Sequence[tuple[str, str]]
     body: bytes
+    client: str | None = None  # the peer's address, for the audit log
 
     def header(self, name: str) -> str | None:
         values = [v for k, v in self.headers if k.lower() == name]

@@ -28,6 +28,10 @@ URL_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 OPEN_TIMEOUT_SECONDS = 10.0
 
 
+# Stored videos: Rekognition documents MP4 and MOV (H.264); faceprint also reads MKV and WebM.
+STORED_CONTAINERS = frozenset({"mov", "mp4", "matroska", "webm"})
+
+
 class UnsupportedVideoError(InvalidParameterError):
     """The file is not a video FFmpeg can decode (a job on it fails with this message)."""
 
@@ -153,6 +157,7 @@ class VideoReader:
             self._container.close()
             raise UnsupportedVideoError(f"Unsupported codec/format: {name} has no video stream")
         self._stream = self._container.streams.video[0]
+        self.container_format = str(self._container.format.name or "")  # FFmpeg's demuxer names
         self._stream.thread_type = "AUTO"
         self.info = _info(self._container, self._stream, self.live)
         if not self.info.width or not self.info.height:
@@ -283,6 +288,12 @@ def probe(source: str | Path) -> VideoInfo:
         raise VideoTooLargeError(f"video is {path.stat().st_size:,} bytes; the maximum is 10 GB")
     with VideoReader(path, live=False) as reader:
         info = reader.info
+        demuxers = set(reader.container_format.split(","))
+    if not demuxers & STORED_CONTAINERS:
+        raise UnsupportedVideoError(
+            f"Unsupported codec/format: {path.name} is not an MP4, MOV, MKV or WebM video "
+            f"(FFmpeg reads it as {reader.container_format!r})"
+        )
     if info.duration_ms is not None and info.duration_ms > MAX_VIDEO_MILLIS:
         raise VideoTooLargeError(f"video lasts {info.duration_ms / 3.6e6:.1f} hours; the maximum is 6 hours")
     return info

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from faceprint import audit
 from faceprint.config import home_dir
 from faceprint.errors import (
     IdempotentParameterMismatchError,
@@ -180,7 +181,7 @@ class VideoJobs:
         tag: Any,
         params: dict,
     ) -> dict:
-        token = _optional(token, CLIENT_TOKEN_RE, "ClientRequestToken")
+        token = audit.scoped_token(_optional(token, CLIENT_TOKEN_RE, "ClientRequestToken"))
         tag = _optional(tag, JOB_TAG_RE, "JobTag")
         path, echo = self._source(video)
         digest = hashlib.sha256(
@@ -193,7 +194,7 @@ class VideoJobs:
             if earlier is not None:
                 if earlier[1] != digest:
                     raise IdempotentParameterMismatchError(
-                        f"ClientRequestToken {token!r} was already used with other parameters"
+                        "ClientRequestToken was already used with other parameters"
                     )
                 return {"JobId": earlier[0]}
         info = probe(path)
@@ -201,7 +202,7 @@ class VideoJobs:
             job_id, created = self.store.create(
                 kind,
                 str(path),
-                params,
+                {**params, "Requester": audit.current_caller().principal},
                 echo,
                 tag,
                 token,
@@ -211,7 +212,7 @@ class VideoJobs:
             )
         except KeyError:
             raise IdempotentParameterMismatchError(
-                f"ClientRequestToken {token!r} was already used with other parameters"
+                "ClientRequestToken was already used with other parameters"
             ) from None
         except OverflowError:
             raise LimitExceededError(
@@ -221,6 +222,7 @@ class VideoJobs:
             self._worker.wake.set()
         return {"JobId": job_id}
 
+    @audit.audited("StartFaceDetection")
     def start_face_detection(
         self,
         *,
@@ -239,6 +241,7 @@ class VideoJobs:
         }
         return self._start(FACE_DETECTION, Video, ClientRequestToken, JobTag, params)
 
+    @audit.audited("StartFaceSearch", threshold="FaceMatchThreshold")
     def start_face_search(
         self,
         *,
@@ -291,6 +294,7 @@ class VideoJobs:
             out["JobTag"] = job.job_tag
         return out
 
+    @audit.audited("GetFaceDetection", matches="Faces")
     def get_face_detection(
         self, *, JobId: str, MaxResults: int | None = None, NextToken: str | None = None
     ) -> dict:
@@ -307,6 +311,7 @@ class VideoJobs:
             out["NextToken"] = self._tokens.make(_token_scope(job.job_id, "F"), offset + limit)
         return out
 
+    @audit.audited("GetFaceSearch", matches="Persons")
     def get_face_search(
         self,
         *,
@@ -340,6 +345,18 @@ class VideoJobs:
         if len(rows) > limit:
             out["NextToken"] = self._tokens.make(_token_scope(job.job_id, sort[0]), offset + limit)
         return out
+
+    def job_collections(self, job_id: str) -> list[str]:
+        """What a caller needs the policy of to read a job: the job's collection (a search); for a job
+        another caller started without a collection (a detection), every collection ("*")."""
+        job = self.store.get(job_id)
+        if job is None:
+            return []
+        collection = job.params.get("CollectionId")
+        if collection:
+            return [collection]
+        requester = job.params.get("Requester")
+        return [] if requester in (None, audit.current_caller().principal) else ["*"]
 
     # -- helpers for the command line -----------------------------------------------------------------
 
