@@ -82,3 +82,24 @@ class VideoTooLargeError(FaceprintError):
 class InternalServerError(FaceprintError):
     code = "InternalServerError"
     status = 500
+
+
+class ResourceInUseError(FaceprintError):
+    """A stream processor is in a state that does not allow the operation (or the name is taken)."""
+
+    code = "ResourceInUseException"
+    status = 400
+
+
+class InvalidArgumentError(FaceprintError):
+    """Kinesis Data Streams' InvalidArgumentException (the read API of a processor's output)."""
+
+    code = "InvalidArgumentException"
+    status = 400
+
+
+class ExpiredIteratorError(FaceprintError):
+    """Kinesis Data Streams: the shard iterator is older than 5 minutes."""
+
+    code = "ExpiredIteratorException"
+    status = 400

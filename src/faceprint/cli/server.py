@@ -72,6 +72,14 @@ def _serve_options(func: Any) -> Any:
             help="Serve a local folder as S3 bucket NAME (repeatable).",
         ),
         click.option(
+            "--stream",
+            "streams",
+            multiple=True,
+            metavar="NAME=SOURCE",
+            help="Serve a live source (rtsp:// or http(s):// URL, /dev/video*, or a file played in real "
+            "time) as Kinesis video stream NAME for stream processors (repeatable).",
+        ),
+        click.option(
             "--log-level",
             default="warning",
             show_default=True,
@@ -93,6 +101,7 @@ def run_server(
     log_level: str,
     access_log: bool,
     auth: bool = True,
+    streams: tuple[str, ...] = (),
 ) -> None:
     """Start uvicorn; settings travel to every worker through the environment."""
     import uvicorn
@@ -114,6 +123,15 @@ def run_server(
             raise click.BadParameter(str(exc), param_hint="--bucket") from None
         previous = os.environ.get("FACEPRINT_BUCKETS", "")
         os.environ["FACEPRINT_BUCKETS"] = ",".join([previous, *buckets]).strip(",")
+    if streams:
+        from faceprint.streams.sources import STREAMS_ENV, parse_streams
+
+        try:
+            parse_streams(",".join(streams))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--stream") from None
+        previous = os.environ.get(STREAMS_ENV, "")
+        os.environ[STREAMS_ENV] = ",".join([previous, *streams]).strip(",")
     click.echo(
         f"faceprint: Rekognition API on http://{host}:{port}/ (REST docs at /docs), "
         f"auth {'on' if auth else 'OFF'}, home {os.environ['FACEPRINT_HOME']}, {workers} worker(s)",

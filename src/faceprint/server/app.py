@@ -21,8 +21,8 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from faceprint.errors import FaceprintError
+from faceprint.server import kinesis, rest, wire
 from faceprint.server import metrics as metrics_mod
-from faceprint.server import rest, wire
 from faceprint.server.dispatch import Identity
 from faceprint.server.errors import RequestTimeoutError
 from faceprint.server.guard import CrossOriginGuard
@@ -38,6 +38,9 @@ WEB_PAGE = (resources.files("faceprint") / "web" / "index.html").read_text(encod
 
 
 def _metric_name(target: str | None) -> str:
+    if target and target.startswith(kinesis.TARGET_PREFIX):
+        name = target[len(kinesis.TARGET_PREFIX) :]
+        return f"kinesis:{name}" if name in kinesis.REQUESTS else "Unknown"
     try:
         name = wire.operation_name(target)
     except FaceprintError:
@@ -50,12 +53,18 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
     server = Server(settings or ServerSettings.from_env())
 
     def process(req: SignedRequest, identity: Identity, request_id: str) -> bytes:
+        target = req.header("x-amz-target") or ""
         try:
-            name = wire.operation_name(req.header("x-amz-target"))
+            if target.startswith(kinesis.TARGET_PREFIX):  # a Kinesis consumer reading processor output
+                name = kinesis.operation_name(target)
+            else:
+                name = wire.operation_name(target)
             params = wire.decode_body(req.body)
         except FaceprintError as exc:  # refused before reaching the core: audited here
             server.dispatcher.refused(req, exc, request_id, claimed=identity.key_id)
             raise
+        if target.startswith(kinesis.TARGET_PREFIX):
+            return wire.encode(kinesis.invoke(server.dispatcher, name, params, identity, request_id))
         return wire.encode(server.dispatcher.invoke(name, params, identity, request_id, via="aws"))
 
     dispatcher = server.dispatcher
@@ -95,6 +104,8 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if server.settings.video_worker:
             await server.run(server.dispatcher.services.start_video_worker)
+        if server.settings.stream_runner:
+            await server.run(server.dispatcher.services.start_stream_runner)
         yield
         await server.run(server.dispatcher.close)
 

@@ -21,7 +21,7 @@ from faceprint.server.errors import (
     UnknownOperationError,
     UnrecognizedClientError,
 )
-from faceprint.server.handlers import REGISTRY, Operation, RequestContext, Services
+from faceprint.server.handlers import REGISTRY, STREAMS_SERVICE, Operation, RequestContext, Services
 from faceprint.server.keys import KeyStore, Policy
 from faceprint.server.metrics import Metrics
 from faceprint.server.s3 import LocalBuckets
@@ -43,6 +43,14 @@ class Identity:
 
 
 ANONYMOUS = Identity(None, "anonymous", Policy())
+KINESIS_TARGET_PREFIX = "Kinesis_20131202."  # the Kinesis read API of stream processor output
+
+
+def signing_name(req: sigv4.SignedRequest) -> str:
+    """The SigV4 service a request is signed for: `kinesis` for the Kinesis read API (its X-Amz-Target,
+    which the signature covers, says so), else `rekognition`."""
+    target = req.header("x-amz-target") or ""
+    return "kinesis" if target.startswith(KINESIS_TARGET_PREFIX) else sigv4.SERVICE
 
 
 class Dispatcher:
@@ -71,7 +79,9 @@ class Dispatcher:
         if not self.settings.auth:
             return dataclasses.replace(ANONYMOUS, client=req.client)
         try:
-            auth = sigv4.verify(req, self.keys.secret_for, payload_hash=payload_hash)
+            auth = sigv4.verify(
+                req, self.keys.secret_for, service=signing_name(req), payload_hash=payload_hash
+            )
             key = self.keys.get(auth.access_key)
             if key is None:  # revoked between the two reads
                 raise UnrecognizedClientError("The security token included in the request is invalid.")
@@ -181,7 +191,7 @@ class Dispatcher:
             raise InternalServerError(
                 f"Internal server error (request {request_id}): {type(exc).__name__}"
             ) from exc
-        result = self._restrict(op, identity, result or {})
+        result = self._restrict(op, identity, result or {}, self.services)
         if name == "IndexFaces":
             self.metrics.add_faces_indexed(len(result.get("FaceRecords") or []))
         return result
@@ -205,10 +215,25 @@ class Dispatcher:
             )
 
     @staticmethod
-    def _restrict(op: Operation, identity: Identity, result: dict[str, Any]) -> dict[str, Any]:
-        """ListCollections shows a key only the collections its policy allows."""
-        if op.name != "ListCollections" or identity.policy.collections == ("*",):
+    def _restrict(
+        op: Operation, identity: Identity, result: dict[str, Any], services: Services
+    ) -> dict[str, Any]:
+        """ListCollections and ListStreamProcessors show a key only the collections (and processors of
+        collections) its policy allows."""
+        if identity.policy.collections == ("*",) or op.name not in (
+            "ListCollections",
+            "ListStreamProcessors",
+        ):
             return result
+        if op.name == "ListStreamProcessors":
+            owners = services.instance(STREAMS_SERVICE, op.name).list_collections_of_processors()
+            out = dict(result)
+            out["StreamProcessors"] = [
+                p
+                for p in result.get("StreamProcessors") or []
+                if identity.policy.allows_collection(owners.get(p["Name"], ""))
+            ]
+            return out
         ids = result.get("CollectionIds") or []
         versions = result.get("FaceModelVersions") or [None] * len(ids)
         kept = [(c, v) for c, v in zip(ids, versions, strict=False) if identity.policy.allows_collection(c)]

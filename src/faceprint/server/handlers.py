@@ -4,7 +4,9 @@ Handlers are thin adapters: `params` arrive validated (blobs decoded), images ar
 a local-bucket S3Object), and the transport-free core decodes them and does the work:
 - `faceprint.operations` (DetectFaces, CompareFaces),
 - `faceprint.collections.service.Collections` (collection, face and user operations),
-- `faceprint.video.service.VideoJobs` (the four video operations; its job worker runs in the server).
+- `faceprint.video.service.VideoJobs` (the four video operations; its job worker runs in the server),
+- `faceprint.streams.service.StreamProcessors` (the seven stream processor operations; its runner runs
+  in the server).
 A core module that is not installed makes its operations answer UnknownOperationException.
 """
 
@@ -28,6 +30,7 @@ from faceprint.server.s3 import S3_IMAGE_MAX_BYTES, LocalBuckets
 
 COLLECTIONS_SERVICE = ("faceprint.collections.service", "Collections")
 VIDEO_SERVICE = ("faceprint.video.service", "VideoJobs")
+STREAMS_SERVICE = ("faceprint.streams.service", "StreamProcessors")
 
 
 class Services:
@@ -55,6 +58,14 @@ class Services:
         """Run queued video jobs in a thread of this process (jobs are leased: safe with several workers)."""
         try:
             self.instance(VIDEO_SERVICE, "StartFaceDetection").start_worker()
+        except UnknownOperationError:
+            return False
+        return True
+
+    def start_stream_runner(self) -> bool:
+        """Run stream processors in a thread of this process (leased: one runner per processor)."""
+        try:
+            self.instance(STREAMS_SERVICE, "StartStreamProcessor").start_runner()
         except UnknownOperationError:
             return False
         return True
@@ -109,7 +120,8 @@ class Operation:
     threshold: str | None = None  # request member holding the match threshold
     matches: str | None = None  # response list whose length is the "number of matches"
     collection_scoped: bool = field(default=True)
-    # collections a request reaches through another resource (a video job's): the key's policy applies
+    # collections a request reaches through another resource (a video job's, a stream processor's): the
+    # key's policy applies
     resource_collections: Callable[[dict[str, Any], Services], list[str]] | None = None
 
 
@@ -190,6 +202,23 @@ def _arn_collections(params: dict[str, Any], services: Services) -> list[str]:
     """The collection a tag operation's ResourceArn names (its policy check)."""
     parsed = collection_of_arn(params.get("ResourceArn"))
     return [parsed[1]] if parsed else []
+
+
+def _processor_collections(params: dict[str, Any], services: Services) -> list[str]:
+    """The collection a stream processor operation reaches: the one the request names (Create) or the
+    processor's own."""
+    face_search = (params.get("Settings") or {}).get("FaceSearch") or {}
+    if isinstance(face_search.get("CollectionId"), str):
+        return [face_search["CollectionId"]]
+    found = services.instance(STREAMS_SERVICE, "DescribeStreamProcessor").processor_collection(
+        params.get("Name")
+    )
+    return [found] if found else []
+
+
+def _start_stream_processor(params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+    service = ctx.services.instance(STREAMS_SERVICE, "StartStreamProcessor")
+    return service.start_stream_processor(**params, StartedBy=ctx.key_id)
 
 
 def _register_all() -> None:
@@ -280,6 +309,32 @@ def _register_all() -> None:
             resource_collections=_job_collections,
         )
     )
+
+    # Stream processors (botocore's model): the policy applies to the processor's collection.
+    for name, extra in {
+        "CreateStreamProcessor": {"audit": "change"},
+        "DescribeStreamProcessor": {},
+        "ListStreamProcessors": {},
+        "StartStreamProcessor": {"audit": "change"},
+        "StopStreamProcessor": {"audit": "change"},
+        "DeleteStreamProcessor": {"audit": "delete"},
+        "UpdateStreamProcessor": {"audit": "change"},
+    }.items():
+        handler = (
+            _start_stream_processor
+            if name == "StartStreamProcessor"
+            else _service_handler(STREAMS_SERVICE, name)
+        )
+        scoped = name != "ListStreamProcessors"
+        register(
+            Operation(
+                name,
+                handler,
+                collection_scoped=False,
+                resource_collections=_processor_collections if scoped else None,
+                **extra,
+            )
+        )
 
 
 _register_all()

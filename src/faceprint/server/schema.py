@@ -104,6 +104,14 @@ class Num(Shape):
 
 
 @dataclass(frozen=True)
+class Bool(Shape):
+    def check(self, value: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise _fail(path, value, "Member must be a boolean")
+        return value
+
+
+@dataclass(frozen=True)
 class Blob(Shape):
     """A base64 blob. Over `max` bytes is ImageTooLargeException (the modeled error for it)."""
 
@@ -242,6 +250,46 @@ NOTIFICATION_CHANNEL = Struct(
 RESOURCE_ARN = Str(20, 2048)
 JOB_ID = Str(1, 64, r"^[a-zA-Z0-9-_]+$")
 JOB_TAG = Str(1, 1024, r"[a-zA-Z0-9_.\-:+=\/]+")
+
+
+# --- stream processors (CreateStreamProcessor ... UpdateStreamProcessor) ------------------------------
+STREAM_PROCESSOR_NAME = Str(1, 128, r"[a-zA-Z0-9_.\-]+")
+FLOAT = Num()
+REGIONS_OF_INTEREST = ListOf(
+    Struct(
+        {
+            "BoundingBox": Struct({"Width": FLOAT, "Height": FLOAT, "Left": FLOAT, "Top": FLOAT}),
+            "Polygon": ListOf(Struct({"X": FLOAT, "Y": FLOAT})),
+        }
+    ),
+    0,
+    10,
+)
+DATA_SHARING = Struct({"OptIn": Bool()}, frozenset({"OptIn"}))
+CONNECTED_HOME_LABELS = ListOf(Str(), 1, 128)
+STREAM_PROCESSOR_INPUT = Struct(
+    {
+        "KinesisVideoStream": Struct(
+            {"Arn": Str(pattern=r"(^arn:([a-z\d-]+):kinesisvideo:([a-z\d-]+):\d{12}:.+$)")}
+        )
+    }
+)
+STREAM_PROCESSOR_OUTPUT = Struct(
+    {
+        "KinesisDataStream": Struct(
+            {"Arn": Str(pattern=r"(^arn:([a-z\d-]+):kinesis:([a-z\d-]+):\d{12}:.+$)")}
+        ),
+        "S3Destination": Struct({"Bucket": Str(3, 255, r"[0-9A-Za-z\.\-_]*"), "KeyPrefix": Str(max=1024)}),
+    }
+)
+STREAM_PROCESSOR_SETTINGS = Struct(
+    {
+        "FaceSearch": Struct({"CollectionId": COLLECTION_ID, "FaceMatchThreshold": PERCENT}),
+        "ConnectedHome": Struct(
+            {"Labels": CONNECTED_HOME_LABELS, "MinConfidence": PERCENT}, frozenset({"Labels"})
+        ),
+    }
+)
 
 
 def _req(members: dict[str, Shape], *required: str) -> Struct:
@@ -403,6 +451,61 @@ REQUESTS: dict[str, Struct] = {
             "SortBy": Str(enum=("INDEX", "TIMESTAMP")),
         },
         "JobId",
+    ),
+    "CreateStreamProcessor": _req(
+        {
+            "Input": STREAM_PROCESSOR_INPUT,
+            "Output": STREAM_PROCESSOR_OUTPUT,
+            "Name": STREAM_PROCESSOR_NAME,
+            "Settings": STREAM_PROCESSOR_SETTINGS,
+            "RoleArn": Str(pattern=r"arn:aws:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+"),
+            "Tags": TAGS,
+            "NotificationChannel": Struct(
+                {"SNSTopicArn": Str(pattern=r"(^arn:aws:sns:.*:\w{12}:.+$)")}, frozenset({"SNSTopicArn"})
+            ),
+            "KmsKeyId": Str(1, 2048, r"^[A-Za-z0-9][A-Za-z0-9:_/+=,@.-]{0,2048}$"),
+            "RegionsOfInterest": REGIONS_OF_INTEREST,
+            "DataSharingPreference": DATA_SHARING,
+        },
+        "Input",
+        "Output",
+        "Name",
+        "Settings",
+        "RoleArn",
+    ),
+    "DescribeStreamProcessor": _req({"Name": STREAM_PROCESSOR_NAME}, "Name"),
+    "ListStreamProcessors": _req({"NextToken": PAGINATION_TOKEN, "MaxResults": Int(1)}),
+    "StartStreamProcessor": _req(
+        {
+            "Name": STREAM_PROCESSOR_NAME,
+            "StartSelector": Struct(
+                {
+                    "KVSStreamStartSelector": Struct(
+                        {"ProducerTimestamp": Int(0), "FragmentNumber": Str(1, 128, r"^[0-9]+$")}
+                    )
+                }
+            ),
+            "StopSelector": Struct({"MaxDurationInSeconds": Int(1, 120)}),
+        },
+        "Name",
+    ),
+    "StopStreamProcessor": _req({"Name": STREAM_PROCESSOR_NAME}, "Name"),
+    "DeleteStreamProcessor": _req({"Name": STREAM_PROCESSOR_NAME}, "Name"),
+    "UpdateStreamProcessor": _req(
+        {
+            "Name": STREAM_PROCESSOR_NAME,
+            "SettingsForUpdate": Struct(
+                {
+                    "ConnectedHomeForUpdate": Struct(
+                        {"Labels": CONNECTED_HOME_LABELS, "MinConfidence": PERCENT}
+                    )
+                }
+            ),
+            "RegionsOfInterestForUpdate": REGIONS_OF_INTEREST,
+            "DataSharingPreferenceForUpdate": DATA_SHARING,
+            "ParametersToDelete": ListOf(Str(enum=("ConnectedHomeMinConfidence", "RegionsOfInterest"))),
+        },
+        "Name",
     ),
 }
 

@@ -56,6 +56,7 @@ class ServerSettings:
     header_timeout: float = 10.0  # seconds to receive a request's headers (`faceprint serve` only)
     video_worker: bool = True  # run queued video jobs in this process (FACEPRINT_VIDEO_WORKER=0: elsewhere)
     allowed_origins: tuple[str, ...] = ()  # browser origins besides the server's own that may write
+    stream_runner: bool = True  # run stream processors in this process (FACEPRINT_STREAM_RUNNER=0: not)
 
     @classmethod
     def from_env(cls) -> ServerSettings:
@@ -76,4 +77,5 @@ class ServerSettings:
             header_timeout=header_timeout_from_env(),
             video_worker=_env_bool("FACEPRINT_VIDEO_WORKER", True),
             allowed_origins=tuple(o for o in env("FACEPRINT_ALLOWED_ORIGINS", "").split(",") if o.strip()),
+            stream_runner=_env_bool("FACEPRINT_STREAM_RUNNER", True),
         )

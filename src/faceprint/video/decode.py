@@ -202,7 +202,7 @@ class VideoReader:
                     if t + 1e-6 < next_t:
                         continue
                     next_t = next_t + step if next_t + step > t else t + step
-                if self.realtime and not self.live:  # pace a file like a live source
+                if self.realtime and not is_live_source(self.source):  # pace a file like a live source
                     wall0 = time.monotonic() - t if wall0 is None else wall0
                     delay = wall0 + t - time.monotonic()
                     if delay > 0:
@@ -279,6 +279,7 @@ class VideoReader:
                 yield item
         finally:
             stop.set()
+            thread.join(OPEN_TIMEOUT_SECONDS + 1.0)  # the container must not close under the decoder
 
 
 def probe(source: str | Path) -> VideoInfo:
