@@ -160,6 +160,8 @@ def _our_constraints(shape: schema.Shape, path: str, out: dict[str, tuple]) -> N
         return
     if isinstance(shape, schema.Str):
         out[path] = (shape.min, shape.max, shape.pattern, shape.enum or ())
+    elif isinstance(shape, schema.Bool):
+        out[path] = (None, None, None, ())
     elif isinstance(shape, schema.Int | schema.Num | schema.Blob | schema.MapOf):
         out[path] = (shape.min, shape.max, None, ())
 
@@ -180,6 +182,24 @@ def test_every_registered_operation_checks_what_botocores_model_says() -> None:
             assert got == (lo, hi, pattern, enum), (path, got)
         required = set(model.operation_model(name).input_shape.required_members)
         assert set(schema.REQUESTS[name].required) == required, name
+
+
+def test_kinesis_read_operations_check_what_botocores_kinesis_model_says() -> None:
+    from faceprint.server import kinesis
+
+    model = botocore.session.get_session().get_service_model("kinesis")
+    assert (
+        model.metadata["protocol"] == "json" and model.metadata["targetPrefix"] + "." == kinesis.TARGET_PREFIX
+    )
+    for name, shape in kinesis.REQUESTS.items():
+        expected: dict[str, tuple] = {}
+        ours: dict[str, tuple] = {}
+        _model_constraints(model.operation_model(name).input_shape, name, expected)
+        _our_constraints(shape, name, ours)
+        for path in [p for p in expected if p.endswith("Timestamp")]:  # epoch seconds: a number
+            expected[path] = (None, None, None, ())
+        assert ours == expected, name
+        assert set(shape.required) == set(model.operation_model(name).input_shape.required_members), name
 
 
 def test_validation_catches_what_botocore_does_not() -> None:

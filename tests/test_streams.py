@@ -28,7 +28,7 @@ from PIL import Image
 
 from conftest import DATA, EXAMPLES
 from faceprint.server.launcher import RunningServer, start_server
-from test_server_boto3 import Key, create_key
+from test_server_boto3 import Key, create_key, faceprint
 
 pytestmark = pytest.mark.slow
 HAMILTON = DATA / "video" / "face_recognition_short_hamilton_clip.mp4"
@@ -94,7 +94,7 @@ def model_checked(client: Any) -> Any:
 
 # --- an MJPEG camera: the clip's frames as multipart/x-mixed-replace ---------------------------------
 class MjpegCamera:
-    """Serves the Hamilton clip at real-time pace as an HTTP MJPEG stream until `kill()`."""
+    """Serves the Hamilton clip at real-time pace, looping, as HTTP MJPEG cameras `/<name>.mjpg`."""
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
@@ -105,18 +105,22 @@ class MjpegCamera:
                 buf = io.BytesIO()
                 Image.fromarray(frame.to_ndarray(format="rgb24")).save(buf, "JPEG", quality=85)
                 self.frames.append(buf.getvalue())
-        self.killed = threading.Event()
+        self.dead: set[str] = set()
         camera = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                name = self.path.strip("/").removesuffix(".mjpg")
+                if name in camera.dead:
+                    self.send_error(404)
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.end_headers()
                 start = time.monotonic()
-                for i, jpeg in enumerate(camera.frames * 10):
-                    if camera.killed.is_set():
-                        return
+                for i, jpeg in enumerate(camera.frames * 20):
+                    if name in camera.dead:
+                        return  # the connection drops
                     delay = start + i / camera.fps - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
@@ -136,12 +140,16 @@ class MjpegCamera:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/camera.mjpg"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    def kill(self) -> None:
-        """The camera goes away: open connections end, new ones are refused."""
-        self.killed.set()
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_port}/{name}.mjpg"
+
+    def kill(self, name: str) -> None:
+        """Camera `name` goes away: its open connection ends, new ones get 404."""
+        self.dead.add(name)
+
+    def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -177,7 +185,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         "--stream",
         f"hamilton={HAMILTON}",
         "--stream",
-        f"camera={camera.url}",
+        f"camera={camera.url('camera')}",
+        "--stream",
+        f"desk={camera.url('desk')}",
         "--bucket",
         f"clips={HAMILTON.parent}",
     )
@@ -188,8 +198,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         yield state
     finally:
         state.server.stop()
-        if not camera.killed.is_set():
-            camera.kill()
+        camera.close()
 
 
 def wait_status(rek: Any, name: str, wanted: set[str], timeout: float = 60.0) -> dict:
@@ -421,7 +430,7 @@ def test_http_mjpeg_camera_that_dies_fails_the_processor_with_a_reason(
     while not read_all(kinesis, "lobby-matches") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert any(names_in(r) for r in read_all(kinesis, "lobby-matches")), "no match over the HTTP stream"
-    env.camera.kill()
+    env.camera.kill("camera")
     failed = wait_status(rek, "lobby", {"FAILED"}, timeout=60)
     assert failed["Status"] == "FAILED", failed
     assert "dropped" in failed["StatusMessage"] and "2 reconnection attempt" in failed["StatusMessage"]
@@ -454,3 +463,27 @@ def test_running_processor_survives_kill_9_without_losing_records(
     rek.stop_stream_processor(Name="survivor")
     assert wait_status(rek, "survivor", {"STOPPED"})["Status"] == "STOPPED"
     rek.delete_stream_processor(Name="survivor")
+
+
+# --- the command line ------------------------------------------------------------------------------------
+def test_streams_command_line(env: Env, collection: dict[str, int]) -> None:
+    def cli(*args: str) -> str:
+        return faceprint(env.home, "streams", *args).stdout
+
+    created = json.loads(cli("create", "desk", "--stream", "desk", "--collection", "hamilton", "--json"))
+    assert created["StreamProcessorArn"].endswith(":streamprocessor/desk")
+    assert json.loads(cli("start", "desk", "--json"))["SessionId"]
+    line = cli("tail", "desk", "--json", "--from-start", "--max-records", "1").strip()
+    document = json.loads(line)
+    assert document["FaceSearchResponse"] and "InputInformation" in document
+    assert {"Name": "desk", "Status": "RUNNING"} in json.loads(cli("list", "--json"))["StreamProcessors"]
+    cli("stop", "desk")
+    rek = env.client()
+    assert wait_status(rek, "desk", {"STOPPED"})["Status"] == "STOPPED"
+    described = json.loads(cli("describe", "desk", "--json"))
+    assert described["Status"] == "STOPPED" and described["Settings"]["FaceSearch"] == {
+        "CollectionId": "hamilton"
+    }
+    assert json.loads(cli("delete", "desk", "--json")) == {}
+    failed = faceprint(env.home, "streams", "start", "desk", check=False)
+    assert failed.returncode == 2 and failed.stderr.startswith("error: ResourceNotFoundException")

@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "faceprint.cli.collections",  # collections, index, search, faces, users
     "faceprint.cli.server",  # serve, demo, keys, audit-log
     "faceprint.cli.video",  # video detect|search
+    "faceprint.cli.streams",  # streams create|start|stop|list|describe|delete|tail
     "faceprint.cli.accuracy",  # eval, audit, calibrate
 ]
 
