@@ -22,6 +22,7 @@ from typing import Any
 
 import av
 import boto3
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
@@ -477,6 +478,22 @@ def test_streams_command_line(env: Env, collection: dict[str, int]) -> None:
     document = json.loads(line)
     assert document["FaceSearchResponse"] and "InputInformation" in document
     assert {"Name": "desk", "Status": "RUNNING"} in json.loads(cli("list", "--json"))["StreamProcessors"]
+
+    # the REST API's server-sent events, for the web console
+    url = f"{env.server.url}/v1/stream-processors/desk/records?from=trim_horizon"
+    auth = (env.admin.access_key_id, env.admin.secret)
+    with httpx.stream("GET", url, auth=auth, timeout=30) as events:
+        assert events.headers["content-type"].startswith("text/event-stream")
+        lines = events.iter_lines()
+        event = {}
+        for text in lines:
+            if not text and "data" in event:
+                break
+            field, _, value = text.partition(": ")
+            event[field] = value
+    assert event["event"] == "record" and int(event["id"]) >= 1
+    assert json.loads(event["data"])["FaceSearchResponse"]
+    assert httpx.get(url.replace("desk", "nobody"), auth=auth).status_code == 404
     cli("stop", "desk")
     rek = env.client()
     assert wait_status(rek, "desk", {"STOPPED"})["Status"] == "STOPPED"

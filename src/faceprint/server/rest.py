@@ -15,9 +15,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio
 import python_multipart
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from faceprint.errors import FaceprintError, InvalidParameterError
@@ -196,6 +197,65 @@ def _number(fields: dict[str, str], name: str, kind: type[int] | type[float]) ->
         raise InvalidParameterError(f"'{name}' must be a number, got '{fields[name]}'") from None
 
 
+class StreamEvents:
+    """Follows one stream processor's records in its output stream, for one SSE client."""
+
+    POLL_SECONDS = 0.25
+    KEEPALIVE_SECONDS = 15.0
+
+    def __init__(
+        self, server: Server, identity: Identity, name: str, described: dict[str, Any], request: Request
+    ) -> None:
+        from faceprint.server.handlers import STREAMS_SERVICE
+        from faceprint.streams.sources import data_stream_name
+
+        self.server, self.identity, self.name, self.request = server, identity, name, request
+        self.collection = described["Settings"]["FaceSearch"]["CollectionId"]
+        self.output = data_stream_name(described["Output"]["KinesisDataStream"]["Arn"])
+        self.store = server.dispatcher.services.instance(STREAMS_SERVICE, "DescribeStreamProcessor").store
+
+    def start_position(self, last_event_id: str | None, start: str | None) -> int:
+        """After `Last-Event-ID` (a reconnecting client), the oldest record (`?from=trim_horizon`), or now."""
+        if last_event_id and last_event_id.strip().isdigit():
+            return int(last_event_id) + 1
+        if (start or "").lower() == "trim_horizon":
+            return 0
+        return self.store.next_seq(self.output)
+
+    def _batch(self, position: int) -> tuple[list[Any], int]:
+        rows = self.store.records(self.output, position, 100)
+        mine = [r for r in rows if r.partition_key == self.name]
+        if mine:
+            from faceprint.audit import AuditEvent
+
+            self.server.dispatcher.audit.append(
+                AuditEvent(
+                    operation="GetRecords",
+                    key_id=self.identity.key_id,
+                    collection=self.collection,
+                    matches=len(mine),
+                    detail={"via": "sse", "stream_processor": self.name},
+                )
+            )
+        return mine, (rows[-1].seq + 1 if rows else position)
+
+    async def follow(self, position: int) -> Any:
+        yield b"retry: 1000\n\n"
+        quiet = 0.0
+        while not await self.request.is_disconnected():
+            rows, position = await self.server.run(self._batch, position)
+            for row in rows:
+                yield b"id: %d\nevent: record\ndata: %s\n\n" % (row.seq, row.data)
+            if rows:
+                quiet = 0.0
+                continue
+            await anyio.sleep(self.POLL_SECONDS)
+            quiet += self.POLL_SECONDS
+            if quiet >= self.KEEPALIVE_SECONDS:
+                quiet = 0.0
+                yield b": keep-alive\n\n"
+
+
 def routes(server: Server) -> list[Route]:
     """The REST routes, bound to this process's server."""
 
@@ -279,6 +339,34 @@ def routes(server: Server) -> list[Route]:
 
         return await call(request, "ListCollections", build, view)
 
+    async def stream_records(request: Request) -> Response:
+        """A stream processor's records as server-sent events (`event: record`, `id`: sequence number)."""
+        name = request.path_params["name"]
+        request_id = str(uuid.uuid4())
+        try:
+            with server.admitted():
+                body = await read_body(request, server.settings.max_body_bytes)
+                identity, _ = await server.run(prepare, signed_request(request, body), lambda req: {})
+                described = await server.run(
+                    server.dispatcher.invoke,
+                    "DescribeStreamProcessor",
+                    {"Name": name},
+                    identity,
+                    request_id,
+                    "rest",
+                )
+        except FaceprintError as exc:
+            return error_response(exc, request_id)
+        events = StreamEvents(server, identity, name, described, request)
+        start = await server.run(
+            events.start_position, request.headers.get("last-event-id"), request.query_params.get("from")
+        )
+        return StreamingResponse(
+            events.follow(start),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "x-request-id": request_id},
+        )
+
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
@@ -289,6 +377,7 @@ def routes(server: Server) -> list[Route]:
         Route("/v1/collections", list_collections, methods=["GET"]),
         Route("/v1/collections/{collection_id}/search", search, methods=["POST"]),
         Route("/v1/collections/{collection_id}/faces", index, methods=["POST"]),
+        Route("/v1/stream-processors/{name}/records", stream_records, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
     ]
@@ -429,6 +518,29 @@ OPENAPI: dict[str, Any] = {
                         },
                     },
                     "401": _ERRORS["401"],
+                },
+            }
+        },
+        "/v1/stream-processors/{name}/records": {
+            "get": {
+                "summary": "Follow a stream processor's records (server-sent events)",
+                "description": (
+                    "text/event-stream: one `record` event per record the processor writes (the JSON "
+                    "document a Rekognition stream processor writes to Kinesis), `id` its sequence number. "
+                    "Starts now, "
+                    "after `Last-Event-ID` when a client reconnects, or at the oldest retained record with "
+                    "`from=trim_horizon`. The key's policy must allow DescribeStreamProcessor on the "
+                    "processor's collection."
+                ),
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "from", "in": "query", "schema": {"type": "string", "enum": ["trim_horizon"]}},
+                ],
+                "responses": {
+                    "200": {"description": "Event stream", "content": {"text/event-stream": {}}},
+                    "401": _ERRORS["401"],
+                    "403": _ERRORS["403"],
+                    "404": {"description": "No such stream processor"},
                 },
             }
         },

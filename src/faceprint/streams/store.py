@@ -234,6 +234,12 @@ class StreamStore(Database):
         STOPPING one whose runner died is STOPPED."""
         now = time.time()
         claimed: list[Processor] = []
+        with self.read() as conn:  # the common case, nothing to take, needs no write lock
+            rows = conn.execute(
+                "SELECT * FROM processors WHERE status IN (?, ?, ?, ?)", (*ACTIVE, STOPPING)
+            ).fetchall()
+        if not any(_claimable(r, owner, now) and r["owner"] != owner for r in rows):
+            return claimed
         with self.write() as conn:
             rows = conn.execute(
                 "SELECT * FROM processors WHERE status IN (?, ?, ?, ?)", (*ACTIVE, STOPPING)
