@@ -12,6 +12,7 @@ import io
 import json
 import os
 import signal
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from botocore.exceptions import ClientError
 from PIL import Image
 
 from conftest import DATA, EXAMPLES
+from faceprint.audit import AuditLog
 from faceprint.server.launcher import RunningServer, start_server
 from test_server_boto3 import Key, create_key, faceprint
 
@@ -319,8 +321,16 @@ def test_processor_finds_both_people_within_two_seconds(env: Env, collection: di
     with pytest.raises(rek.exceptions.ResourceNotFoundException):
         rek.describe_stream_processor(Name="stage")
     assert len(read_all(kinesis, "stage-matches")) >= len(records)  # the output outlives its processor
-    audit = (env.home / "server" / "audit.sqlite").exists()
-    assert audit
+    log = AuditLog.for_home(env.home)
+    searches = [
+        r
+        for r in log.records()
+        if r.operation == "StreamProcessorFaceSearch" and '"stage"' in (r.detail or "")
+    ]
+    log.close()
+    assert searches and all(r.collection == "hamilton" and r.request_id == session for r in searches)
+    assert sum(r.matches or 0 for r in searches) >= 2  # every match is audited, with the matched face ids
+    assert stat.S_IMODE((env.home / "streams" / "streams.db").stat().st_mode) == 0o600
     assert not rek.model_problems and not kinesis.model_problems, rek.model_problems + kinesis.model_problems
 
 
@@ -416,6 +426,17 @@ def test_key_policy_applies_to_the_processors_collection(env: Env, collection: d
         other_kinesis.get_shard_iterator(
             StreamName="guarded-out", ShardId="shardId-000000000000", ShardIteratorType="LATEST"
         )
+    reader = create_key(
+        env.home, "--name", "reader", "--allow", "kinesis:*Shard*,GetRecords", "--collections", "hamilton"
+    )
+    reader_kinesis = env.client("kinesis", key=reader)
+    it = reader_kinesis.get_shard_iterator(
+        StreamName="guarded-out", ShardId="shardId-000000000000", ShardIteratorType="LATEST"
+    )
+    assert reader_kinesis.get_records(ShardIterator=it["ShardIterator"])["Records"] == []
+    with pytest.raises(ClientError) as denied:
+        env.client(key=reader).start_stream_processor(Name="guarded")
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
     rek.delete_stream_processor(Name="guarded")
 
 

@@ -222,9 +222,10 @@ def keys_create(name: str, allow: str | None, collections: str | None, as_json: 
     from faceprint.errors import FaceprintError
     from faceprint.server.handlers import REGISTRY
     from faceprint.server.keys import KeyStore, parse_patterns
+    from faceprint.server.kinesis import REQUESTS as KINESIS_OPERATIONS
 
     try:
-        allow_patterns = parse_patterns(allow, known=REGISTRY)
+        allow_patterns = parse_patterns(allow, known=[*REGISTRY, *KINESIS_OPERATIONS])
         collection_patterns = parse_patterns(collections)
     except FaceprintError as exc:
         raise click.UsageError(exc.message) from None

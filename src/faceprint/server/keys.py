@@ -52,7 +52,7 @@ class Policy:
 
 
 def _strip_service(pattern: str) -> str:
-    return pattern.split(":", 1)[1] if pattern.lower().startswith("rekognition:") else pattern
+    return pattern.split(":", 1)[1] if pattern.lower().startswith(("rekognition:", "kinesis:")) else pattern
 
 
 @dataclass(frozen=True)
