@@ -452,6 +452,11 @@ def test_http_mjpeg_camera_that_dies_fails_the_processor_with_a_reason(
     while not read_all(kinesis, "lobby-matches") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert any(names_in(r) for r in read_all(kinesis, "lobby-matches")), "no match over the HTTP stream"
+    whole_frame = [{"BoundingBox": {"Left": 0.0, "Top": 0.0, "Width": 1.0, "Height": 1.0}}]
+    rek.update_stream_processor(Name="lobby", RegionsOfInterestForUpdate=whole_frame)
+    assert rek.describe_stream_processor(Name="lobby")["Status"] in ("UPDATING", "RUNNING")
+    updated = wait_status(rek, "lobby", {"RUNNING"})
+    assert updated["Status"] == "RUNNING" and updated["RegionsOfInterest"] == whole_frame
     env.camera.kill("camera")
     failed = wait_status(rek, "lobby", {"FAILED"}, timeout=60)
     assert failed["Status"] == "FAILED", failed
