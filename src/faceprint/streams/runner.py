@@ -263,7 +263,7 @@ class Session:
             due = [
                 t
                 for _, t in shown_faces
-                if t.track_id not in searched
+                if (t.track_id not in searched and t.hits >= self.runner.first_search_after)
                 or (not searched[t.track_id] and t.hits >= SEARCH_AFTER and t.track_id not in retried)
             ]
             retried.update(t.track_id for t in due if t.track_id in searched)
@@ -340,8 +340,10 @@ class StreamRunner:
         retry: RetryPolicy | None = None,
         poll_seconds: float = 0.5,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        first_search_after: int = 1,
     ) -> None:
         self.home = Path(home)
+        self.first_search_after = first_search_after  # detections of a track before its first search
         self.sources = dict(sources)
         self.store = store or StreamStore(self.home)
         self.config = config or PipelineConfig()
