@@ -109,6 +109,8 @@ class MjpegCamera:
                 Image.fromarray(frame.to_ndarray(format="rgb24")).save(buf, "JPEG", quality=85)
                 self.frames.append(buf.getvalue())
         self.dead: set[str] = set()
+        self.drops: dict[str, int] = {}
+        self.connections: dict[str, int] = {}
         camera = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -120,9 +122,11 @@ class MjpegCamera:
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.end_headers()
+                camera.connections[name] = camera.connections.get(name, 0) + 1
+                generation = camera.drops.get(name, 0)
                 start = time.monotonic()
                 for i, jpeg in enumerate(camera.frames * 20):
-                    if name in camera.dead:
+                    if name in camera.dead or camera.drops.get(name, 0) != generation:
                         return  # the connection drops
                     delay = start + i / camera.fps - time.monotonic()
                     if delay > 0:
@@ -147,6 +151,10 @@ class MjpegCamera:
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.httpd.server_port}/{name}.mjpg"
+
+    def drop(self, name: str) -> None:
+        """Camera `name` drops its open connection (and accepts the next)."""
+        self.drops[name] = self.drops.get(name, 0) + 1
 
     def kill(self, name: str) -> None:
         """Camera `name` goes away: its open connection ends, new ones get 404."""
@@ -441,7 +449,7 @@ def test_key_policy_applies_to_the_processors_collection(env: Env, collection: d
 
 
 # --- an HTTP camera that dies ---------------------------------------------------------------------------
-def test_http_mjpeg_camera_that_dies_fails_the_processor_with_a_reason(
+def test_http_mjpeg_camera_that_drops_is_reconnected_and_one_that_dies_fails_the_processor(
     env: Env, collection: dict[str, int]
 ) -> None:
     rek, kinesis = env.client(), env.client("kinesis")
@@ -457,6 +465,17 @@ def test_http_mjpeg_camera_that_dies_fails_the_processor_with_a_reason(
     assert rek.describe_stream_processor(Name="lobby")["Status"] in ("UPDATING", "RUNNING")
     updated = wait_status(rek, "lobby", {"RUNNING"})
     assert updated["Status"] == "RUNNING" and updated["RegionsOfInterest"] == whole_frame
+    before = len(read_all(kinesis, "lobby-matches"))
+    env.camera.drop("camera")  # a network hiccup: the processor reconnects and goes on
+    deadline = time.monotonic() + 30
+    while env.camera.connections["camera"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert env.camera.connections["camera"] >= 2, "the processor did not reconnect"
+    assert wait_status(rek, "lobby", {"RUNNING"})["Status"] == "RUNNING"
+    deadline = time.monotonic() + 30
+    while len(read_all(kinesis, "lobby-matches")) <= before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(read_all(kinesis, "lobby-matches")) > before, "no record after reconnecting"
     env.camera.kill("camera")
     failed = wait_status(rek, "lobby", {"FAILED"}, timeout=60)
     assert failed["Status"] == "FAILED", failed
