@@ -135,10 +135,9 @@ class Session:
         self.name = processor.name
         self.source = source
         self.regions: list[dict] = list(processor.config.get("RegionsOfInterest") or [])
-        self.stop_asked = threading.Event()  # StopStreamProcessor (or StopSelector, or delete)
+        self.stop_asked = threading.Event()  # StopStreamProcessor, or StopSelector's duration
         self.shutdown = threading.Event()  # the server stops: the processor resumes elsewhere later
         self.lost = threading.Event()
-        self.started = time.time()
         self.thread = threading.Thread(target=self._run, name=f"faceprint-stream-{self.name}", daemon=True)
 
     # -- control (from the runner thread) -----------------------------------------------------------
