@@ -111,14 +111,6 @@ def _in_polygon(x: float, y: float, points: list[tuple[float, float]]) -> bool:
     return inside
 
 
-def _redact(source: str) -> str:
-    """A source for a status message: without user:password@ of a URL."""
-    scheme, sep, rest = source.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return source
-
-
 class Session:
     """One run of one processor, in its own thread, until stopped, failed or its lease is lost."""
 
@@ -211,8 +203,8 @@ class Session:
                 attempt += 1
                 if attempt > policy.tries:
                     return FAILED, (
-                        f"the source {_redact(self.source)} of stream {self.processor.source!r} dropped and "
-                        f"{policy.tries} reconnection attempt(s) failed: {error}"
+                        f"the source of stream {self.processor.source!r} dropped and {policy.tries} "
+                        f"reconnection attempt(s) failed: {error}"
                     )
                 self.store.mark(
                     self.name,
