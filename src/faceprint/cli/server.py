@@ -123,13 +123,17 @@ def run_server(
             raise click.BadParameter(str(exc), param_hint="--bucket") from None
         previous = os.environ.get("FACEPRINT_BUCKETS", "")
         os.environ["FACEPRINT_BUCKETS"] = ",".join([previous, *buckets]).strip(",")
-    if streams:
-        from faceprint.streams.sources import STREAMS_ENV, parse_streams
+    from faceprint.streams.sources import STREAMS_ENV, parse_streams
 
-        try:
-            parse_streams(",".join(streams))
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--stream") from None
+    try:
+        parse_streams(",".join(streams))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--stream") from None
+    try:
+        parse_streams(os.environ.get(STREAMS_ENV, ""))
+    except ValueError as exc:
+        raise click.UsageError(f"{STREAMS_ENV}: {exc}") from None
+    if streams:
         previous = os.environ.get(STREAMS_ENV, "")
         os.environ[STREAMS_ENV] = ",".join([previous, *streams]).strip(",")
     click.echo(
