@@ -54,7 +54,11 @@ def private_file(path: Path) -> Path:
     Call it before SQLite opens a database: SQLite gives its -wal and -shm files the database's mode."""
     path = Path(path)
     private_dir(path.parent)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))
+    # O_EXCL: never open (and close) a file that exists. Closing any descriptor of a file drops every POSIX
+    # lock this process holds on it, so touching a database another connection of this process has open
+    # would silently release that connection's SQLite locks (and let another process delete its -shm).
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
     for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         with contextlib.suppress(FileNotFoundError):
             if each.stat().st_mode & 0o777 != PRIVATE_FILE_MODE:
