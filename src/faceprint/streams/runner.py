@@ -181,7 +181,7 @@ class Session:
         policy = self.runner.retry
         session_start: float | None = None
         attempt = 0
-        audit = AuditLog.for_home(self.runner.home)
+        audit = self.runner.audit
         try:
             while not self._over():
                 error = "the source stopped delivering frames"
@@ -217,7 +217,6 @@ class Session:
                     time.sleep(0.05)
         finally:
             matcher.close()
-            audit.close()
         return STOPPED, None
 
     def _play(
@@ -342,6 +341,7 @@ class StreamRunner:
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
         self.owner = worker_identity()
+        self.audit = AuditLog.for_home(self.home)  # one handle for every session of this runner
         self.sessions: dict[str, Session] = {}
         self._stop = threading.Event()
         self.wake = threading.Event()
@@ -364,6 +364,7 @@ class StreamRunner:
             session.thread.join(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
+        self.audit.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -12,7 +12,6 @@ a reader has seen survives a crash, and numbers are never reused after retention
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from faceprint.database import Database
+from faceprint.files import private_file
 from faceprint.video.jobs import owner_is_dead
 
 STOPPED, STARTING, RUNNING, FAILED, STOPPING, UPDATING = (
@@ -129,11 +129,7 @@ class StreamStore(Database):
     row_factory = sqlite3.Row
 
     def __init__(self, home: Path) -> None:
-        folder = Path(home) / "streams"
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = folder / DB_NAME
-        if not path.exists():  # SQLite gives its -wal/-shm files the database file's mode
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        path = private_file(Path(home) / "streams" / DB_NAME)  # 0600; SQLite's -wal/-shm follow it
         super().__init__(path, _SCHEMA)
 
     # -- processors -----------------------------------------------------------------------------------
