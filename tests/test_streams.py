@@ -455,7 +455,8 @@ def test_http_mjpeg_camera_that_drops_is_reconnected_and_one_that_dies_fails_the
     rek, kinesis = env.client(), env.client("kinesis")
     create_processor(rek, "lobby", "camera", "lobby-matches")
     rek.start_stream_processor(Name="lobby")
-    assert wait_status(rek, "lobby", {"RUNNING", "FAILED"})["Status"] == "RUNNING"
+    started = wait_status(rek, "lobby", {"RUNNING", "FAILED"})
+    assert started["Status"] == "RUNNING", started
     deadline = time.monotonic() + 30
     while not read_all(kinesis, "lobby-matches") and time.monotonic() < deadline:
         time.sleep(0.2)

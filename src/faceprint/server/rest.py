@@ -344,9 +344,10 @@ def routes(server: Server) -> list[Route]:
         name = request.path_params["name"]
         request_id = str(uuid.uuid4())
         try:
-            with server.admitted():
-                body = await read_body(request, server.settings.max_body_bytes)
-                identity, _ = await server.run(prepare, signed_request(request, body), lambda req: {})
+            async with server.authenticated(request, headers_check, server.dispatcher.authenticate) as (
+                _,
+                identity,
+            ):
                 described = await server.run(
                     server.dispatcher.invoke,
                     "DescribeStreamProcessor",
@@ -355,8 +356,8 @@ def routes(server: Server) -> list[Route]:
                     request_id,
                     "rest",
                 )
-        except FaceprintError as exc:
-            return error_response(exc, request_id)
+        except Exception as exc:
+            return error_response(modeled(exc, request_id), request_id)
         events = StreamEvents(server, identity, name, described, request)
         start = await server.run(
             events.start_position, request.headers.get("last-event-id"), request.query_params.get("from")
