@@ -170,7 +170,7 @@ def list_command(as_json: bool) -> None:
 @cli_errors
 def tail_command(name: str, as_json: bool, from_start: bool, max_records: int | None) -> None:
     """Print the matches of processor NAME as they arrive (Ctrl-C ends)."""
-    from faceprint.audit import AuditEvent, AuditLog
+    from faceprint.audit import AuditEvent, local_user, log_for
     from faceprint.streams.kinesis import SHARD_ID
 
     with _service() as service:
@@ -180,7 +180,7 @@ def tail_command(name: str, as_json: bool, from_start: bool, max_records: int | 
         kind = "TRIM_HORIZON" if from_start else "LATEST"
         iterator = reader.get_shard_iterator(StreamName=output, ShardId=SHARD_ID, ShardIteratorType=kind)
         iterator = iterator["ShardIterator"]
-        audit = AuditLog.for_home(home_dir())
+        audit = log_for(home_dir())
         seen = 0
         try:
             while max_records is None or seen < max_records:
@@ -193,7 +193,8 @@ def tail_command(name: str, as_json: bool, from_start: bool, max_records: int | 
                     audit.append(
                         AuditEvent(
                             operation="GetRecords",
-                            key_id=_local_user(),
+                            key_id=local_user(),
+                            client="local",
                             collection=described["Settings"]["FaceSearch"]["CollectionId"],
                             matches=len(mine),
                             detail={"via": "cli", "stream_processor": name},
@@ -206,14 +207,6 @@ def tail_command(name: str, as_json: bool, from_start: bool, max_records: int | 
                     time.sleep(0.2)
         except KeyboardInterrupt:
             pass
-        finally:
-            audit.close()
-
-
-def _local_user() -> str:
-    import getpass
-
-    return f"local:{getpass.getuser()}"
 
 
 def _print_record(document: dict, as_json: bool) -> None:

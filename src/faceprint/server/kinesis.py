@@ -121,6 +121,7 @@ def invoke(
                 collection=",".join(sorted(collections)) or None,
                 matches=len(result["Records"]),
                 request_id=request_id,
+                client=identity.client,
                 detail={
                     "via": "kinesis",
                     "first_sequence_number": result["Records"][0]["SequenceNumber"],

@@ -234,6 +234,7 @@ class StreamEvents:
                     key_id=self.identity.key_id,
                     collection=self.collection,
                     matches=len(mine),
+                    client=self.identity.client,
                     detail={"via": "sse", "stream_processor": self.name},
                 )
             )

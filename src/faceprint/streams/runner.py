@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from faceprint import audit as audit_log
 from faceprint.audit import AuditEvent, AuditLog
 from faceprint.errors import FaceprintError
 from faceprint.streams import records
@@ -307,6 +308,7 @@ class Session:
                     threshold=matcher.threshold,
                     matches=len(found),
                     request_id=self.processor.session_id,
+                    client=f"stream:{self.processor.source}",
                     detail={
                         "via": "stream",
                         "stream_processor": self.name,
@@ -341,7 +343,7 @@ class StreamRunner:
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
         self.owner = worker_identity()
-        self.audit = AuditLog.for_home(self.home)  # one handle for every session of this runner
+        self.audit = audit_log.log_for(self.home)  # this process's handle, shared with the core
         self.sessions: dict[str, Session] = {}
         self._stop = threading.Event()
         self.wake = threading.Event()
@@ -364,7 +366,6 @@ class StreamRunner:
             session.thread.join(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
-        self.audit.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():

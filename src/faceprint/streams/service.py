@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from faceprint import audit
 from faceprint.config import home_dir
 from faceprint.errors import (
     InvalidParameterError,
@@ -138,6 +139,7 @@ class StreamProcessors:
 
     # -- operations -----------------------------------------------------------------------------------
 
+    @audit.audited("CreateStreamProcessor")
     def create_stream_processor(
         self,
         *,
@@ -212,6 +214,7 @@ class StreamProcessors:
         with Collections(self.home) as collections:
             collections.describe_collection(CollectionId=collection_id)  # ResourceNotFoundError if absent
 
+    @audit.audited("DescribeStreamProcessor")
     def describe_stream_processor(self, *, Name: str) -> dict:
         """DescribeStreamProcessor: status, reason, times and the configuration."""
         found = self._get(Name)
@@ -229,6 +232,7 @@ class StreamProcessors:
                 out[member] = value
         return out
 
+    @audit.audited("ListStreamProcessors", matches="StreamProcessors")
     def list_stream_processors(self, *, NextToken: str | None = None, MaxResults: int | None = None) -> dict:
         """ListStreamProcessors: names and statuses, by name, paginated."""
         limit = DEFAULT_PAGE if MaxResults is None else int(MaxResults)
@@ -247,6 +251,7 @@ class StreamProcessors:
         """Processor name -> collection (to filter ListStreamProcessors by a key's policy)."""
         return {p.name: p.collection_id for p in self.store.page(0, 1 << 30)}
 
+    @audit.audited("StartStreamProcessor")
     def start_stream_processor(
         self,
         *,
@@ -279,6 +284,7 @@ class StreamProcessors:
         self._wake()
         return {"SessionId": session}
 
+    @audit.audited("StopStreamProcessor")
     def stop_stream_processor(self, *, Name: str) -> dict:
         """StopStreamProcessor: a running processor stops (STOPPING until its runner has let go)."""
         found = self._get(Name)
@@ -291,6 +297,7 @@ class StreamProcessors:
         self._wake()
         return {}
 
+    @audit.audited("DeleteStreamProcessor")
     def delete_stream_processor(self, *, Name: str) -> dict:
         """DeleteStreamProcessor: only a STOPPED or FAILED processor (its output stream's records stay)."""
         found = self._get(Name)
@@ -302,6 +309,7 @@ class StreamProcessors:
             ) from None
         return {}
 
+    @audit.audited("UpdateStreamProcessor")
     def update_stream_processor(
         self,
         *,
