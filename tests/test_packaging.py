@@ -110,7 +110,17 @@ def _copy_source(dest: Path) -> None:
         ROOT,
         dest,
         ignore=shutil.ignore_patterns(
-            ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache"
+            ".git",
+            ".venv",
+            "build",
+            "dist",
+            "*.egg-info",
+            "__pycache__",
+            ".pytest_cache",
+            ".ruff_cache",
+            "reports",
+            ".faceprint",
+            "node_modules",
         ),
     )
 

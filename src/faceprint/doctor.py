@@ -216,7 +216,8 @@ def _writable(folder: Path) -> bool:
 
 
 def check_home(home: Path) -> Check:
-    """The home exists (or can be created), is writable, and is private to its owner."""
+    """The home exists (or can be created), is writable (with the folders faceprint writes in it), and is
+    private to its owner."""
     fix_rw = (
         f"make {home} writable by uid {os.geteuid()} (chown/chmod u+w), "
         "or point FACEPRINT_HOME (--home) at a writable folder"
@@ -227,7 +228,8 @@ def check_home(home: Path) -> Check:
         return Check("home", ERROR, f"{home} does not exist and cannot be created", fix_rw)
     if not home.is_dir():
         return Check("home", ERROR, f"{home} is not a folder", "point FACEPRINT_HOME at a folder")
-    unwritable = [p for p in (home, home / "server", home / "collections") if p.is_dir() and not _writable(p)]
+    folders = (home, *(home / sub for sub in ("server", "collections", "video")))
+    unwritable = [p for p in folders if p.is_dir() and not _writable(p)]
     if unwritable:
         where = ", ".join(str(p) for p in unwritable)
         return Check(
