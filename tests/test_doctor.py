@@ -129,8 +129,13 @@ def test_milvus_lite_backend_and_a_damaged_key_store(
     monkeypatch.setenv("FACEPRINT_HOME", str(home))
     monkeypatch.setenv("FACEPRINT_CACHE", str(cache))
     monkeypatch.setenv("FACEPRINT_VECTOR_BACKEND", "milvus")
-    (home / "server" / "master.key").unlink()
+    keys_json = home / "server" / "keys.json"
+    keys_json.chmod(0o644)  # as an older faceprint left it
     checks = {c.name: c for c in run_checks().checks}
     assert checks["milvus"].status == OK and f"{home / 'milvus.db'}" in checks["milvus"].detail
+    assert checks["key store"].status == WARNING and "now tightened" in checks["key store"].detail
+    assert keys_json.stat().st_mode & 0o777 == 0o600
+    (home / "server" / "master.key").unlink()
+    checks = {c.name: c for c in run_checks().checks}
     assert checks["key store"].status == ERROR and "secrets cannot be derived" in checks["key store"].detail
     assert checks["key store"].fix

@@ -2,7 +2,8 @@
 
 Each check returns a `Check` with a status: `ok`, `warning` (works, but degraded or not set up yet),
 `error` (something required is broken: the command exits non-zero) or `not configured` (an optional
-service that no setting asks for). Checks only read: doctor never creates the home, the cache or a file.
+service that no setting asks for). Doctor never creates the home, the cache or a file; opening the key
+store and the audit log tightens their modes, as every faceprint command does.
 """
 
 from __future__ import annotations
@@ -359,22 +360,27 @@ def _private(path: Path) -> bool:
 
 
 def check_key_store(home: Path) -> Check:
-    """The access keys: readable, with the master key that derives their secrets, private to the owner."""
+    """The access keys: readable, with the master key that derives their secrets, private to the owner.
+
+    Opening the store tightens its files to 0600 (as every faceprint command does); that is reported."""
     from faceprint.server.keys import KeyStore
 
-    store = KeyStore(home)
+    folder = home / "server"
+    files = [folder / "keys.json", folder / "master.key"]
+    loose = [p for p in files if p.exists() and not _private(p)]
     create = "faceprint keys create --name NAME (the server refuses every request without a key)"
-    if not store.path.exists():
-        return Check("key store", WARNING, f"no access keys yet ({store.path} does not exist)", create)
     try:
-        keys = store.list()
+        store = KeyStore(home)
+        keys = store.list() if store.path.exists() else None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return Check(
             "key store",
             ERROR,
-            f"{store.path} cannot be read: {_first_line(exc)}",
-            "restore it from a backup, or move it away and create new keys",
+            f"{folder} cannot be opened: {_first_line(exc)}",
+            "make the home writable (see home); if keys.json is damaged, restore it from a backup",
         )
+    if keys is None:
+        return Check("key store", WARNING, f"no access keys yet ({store.path} does not exist)", create)
     active = sum(k.active for k in keys)
     if keys and not store.master_path.is_file():
         return Check(
@@ -383,13 +389,21 @@ def check_key_store(home: Path) -> Check:
             f"{len(keys)} key(s) but {store.master_path} is missing: their secrets cannot be derived",
             "restore master.key from a backup, or move keys.json away and create new keys",
         )
-    loose = [p for p in (store.path, store.master_path) if p.exists() and not _private(p)]
-    if loose:
+    still_loose = [p for p in files if p.exists() and not _private(p)]
+    if still_loose:
         return Check(
             "key store",
             ERROR,
-            f"{', '.join(map(str, loose))} can be read by other users (they reveal every secret)",
-            "chmod 600 " + " ".join(map(str, loose)),
+            f"{', '.join(map(str, still_loose))} can be read by other users (they reveal every secret)",
+            "chmod 600 " + " ".join(map(str, still_loose)),
+        )
+    if loose:
+        return Check(
+            "key store",
+            WARNING,
+            f"{', '.join(map(str, loose))} could be read by other users: now tightened to 0600; "
+            "anyone who read them can derive every secret",
+            "revoke and re-create the keys if other users could log in here (faceprint keys revoke ID)",
         )
     if not active:
         return Check("key store", WARNING, f"{len(keys)} key(s), none active", create)
