@@ -229,14 +229,17 @@ def check_home(home: Path) -> Check:
         return Check("home", ERROR, f"{home} does not exist and cannot be created", fix_rw)
     if not home.is_dir():
         return Check("home", ERROR, f"{home} is not a folder", "point FACEPRINT_HOME at a folder")
-    folders = (home, *(home / sub for sub in ("server", "collections", "video")))
-    unwritable = [p for p in folders if p.is_dir() and not _writable(p)]
-    if unwritable:
-        where = ", ".join(str(p) for p in unwritable)
+    from faceprint.audit import key_path
+    from faceprint.files import unwritable
+
+    # the folders `faceprint serve` needs (the same rule: a real temporary file in each), existing ones only
+    folders = [home, *(home / sub for sub in ("server", "collections", "collections/index", "video"))]
+    problem = unwritable([p for p in dict.fromkeys([*folders, key_path(home).parent]) if p.is_dir()])
+    if problem:
         return Check(
             "home",
             ERROR,
-            f"{where} is read-only for this process: collections, keys and the audit log cannot be written",
+            f"{problem}: this process cannot write collections, keys or the audit log (read-only home)",
             fix_rw,
         )
     mode = stat.S_IMODE(home.stat().st_mode)
@@ -411,8 +414,8 @@ def check_key_store(home: Path) -> Check:
 
 
 def check_audit_chain(home: Path) -> Check:
-    """The hash-chained audit log verifies from its first row to its head."""
-    from faceprint.audit import AuditLog
+    """The audit log (HMAC-chained) verifies from its first row to its head."""
+    from faceprint.audit import AuditLog, AuditLogError
 
     path = home / "server" / "audit.sqlite"
     if not path.exists():
@@ -420,16 +423,16 @@ def check_audit_chain(home: Path) -> Check:
             "audit chain", OK, f"no audit log yet ({path} is created by the first audited operation)"
         )
     try:
-        log = AuditLog(path)
+        log = AuditLog.for_home(home)
         try:
             result = log.verify()
         finally:
             log.close()
-    except (OSError, sqlite3.Error) as exc:
+    except (AuditLogError, OSError, sqlite3.Error) as exc:
         return Check(
             "audit chain",
             ERROR,
-            f"{path} cannot be opened: {_first_line(exc)}",
+            f"the audit log cannot be opened: {_first_line(exc)}",
             "the audit log needs its folder writable (see home); restore it from a backup if it is damaged",
         )
     if not result.ok:
@@ -439,4 +442,5 @@ def check_audit_chain(home: Path) -> Check:
             f"chain BROKEN at row {result.bad_seq}: {result.reason} ({result.rows} rows verified)",
             "keep the file as evidence; compare it with a backup (faceprint audit-log --verify)",
         )
-    return Check("audit chain", OK, f"{result.rows} rows verified, head {result.head[:16]}")
+    legacy = f" ({result.legacy_rows} older sha256-only rows)" if result.legacy_rows else ""
+    return Check("audit chain", OK, f"{result.rows} rows verified{legacy}, head {result.head[:16]}")
