@@ -22,6 +22,7 @@ import numpy as np
 
 from faceprint.config import data_dir
 from faceprint.engine import FaceEngine
+from faceprint.extras import MissingExtraError, require
 from faceprint.images import load_image
 from faceprint.similarity import distance_for_similarity
 
@@ -91,6 +92,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="timed passes (the best is kept)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    try:
+        require("face_recognition", "bench", "the face_recognition baseline")
+    except MissingExtraError as exc:
+        sys.exit(f"bench/pipeline.py: {exc.message}")
     data = data_dir()
     images = [(p, load_image(p).pixels) for p in image_set(data)]
     engine = FaceEngine.shared()

@@ -25,13 +25,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
-from botocore.config import Config
 
 from faceprint import config
 from faceprint.collections.service import Collections
+from faceprint.extras import MissingExtraError, require
 from faceprint.server.launcher import start_server
+
+try:
+    boto3 = require("boto3", "bench", "bench/server.py's boto3 clients")
+    Config = require("botocore.config", "bench", "bench/server.py's boto3 clients").Config
+except MissingExtraError as exc:
+    raise SystemExit(f"bench/server.py: {exc.message}") from None
 
 GOAL_RATIO = 0.85
 COLLECTION = "bench"

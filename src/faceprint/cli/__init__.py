@@ -14,11 +14,12 @@ COMMAND_MODULES = [
     "faceprint.cli.video",  # video detect|search
     "faceprint.cli.streams",  # streams create|start|stop|list|describe|delete|tail
     "faceprint.cli.accuracy",  # eval, audit, calibrate
+    "faceprint.cli.doctor",  # doctor
 ]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="faceprint")
+@click.version_option(package_name="faceprint", prog_name="faceprint")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """faceprint: self-hosted face detection, comparison and search with calibrated scores."""
@@ -40,4 +41,10 @@ for _name in COMMAND_MODULES:
 
 def main() -> None:
     """Console entry point."""
-    cli()
+    from faceprint.cli.common import missing_extra
+    from faceprint.extras import MissingExtraError
+
+    try:
+        cli()
+    except MissingExtraError as exc:  # an optional part used outside a command's own error handling
+        missing_extra(exc)

@@ -12,6 +12,7 @@ import click
 import numpy as np
 
 from faceprint.errors import FaceprintError
+from faceprint.extras import MissingExtraError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,6 +24,8 @@ def cli_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except MissingExtraError as exc:
+            missing_extra(exc)
         except FaceprintError as exc:
             click.echo(f"error: {exc.code}: {exc.message}", err=True)
             sys.exit(2)
@@ -31,6 +34,12 @@ def cli_errors(func: F) -> F:
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def missing_extra(exc: MissingExtraError) -> None:
+    """Print the one-line message naming the missing extra and exit 2."""
+    click.echo(f"faceprint: {exc.message}", err=True)
+    sys.exit(2)
 
 
 def _default(value: Any) -> Any:

