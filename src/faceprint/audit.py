@@ -131,36 +131,47 @@ class AuditLog:
 
     def append(self, event: AuditEvent) -> AuditRecord:
         """Append one row, chained to the current head (atomic across processes)."""
+        return self.append_many([event])[0]
+
+    def append_many(self, events: list[AuditEvent]) -> list[AuditRecord]:
+        """Append rows in order in one transaction (all or none), chained to the current head."""
         now = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-        detail = json.dumps(event.detail, sort_keys=True, separators=(",", ":")) if event.detail else None
+        records: list[AuditRecord] = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 head = self._db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
-                values = {
-                    "seq": seq,
-                    "time": now,
-                    "key_id": event.key_id,
-                    "operation": event.operation,
-                    "collection": event.collection,
-                    "threshold": None if event.threshold is None else float(event.threshold),
-                    "matches": event.matches,
-                    "request_id": event.request_id,
-                    "outcome": event.outcome,
-                    "detail": detail,
-                }
-                digest = row_hash(prev, values)
-                self._db.execute(
-                    f"INSERT INTO audit ({', '.join(_FIELDS)}, prev_hash, hash) "
-                    f"VALUES ({', '.join('?' * (len(_FIELDS) + 2))})",
-                    [*values.values(), prev, digest],
-                )
+                seq, prev = (head[0], head[1]) if head else (0, GENESIS)
+                for event in events:
+                    seq += 1
+                    detail = event.detail
+                    values = {
+                        "seq": seq,
+                        "time": now,
+                        "key_id": event.key_id,
+                        "operation": event.operation,
+                        "collection": event.collection,
+                        "threshold": None if event.threshold is None else float(event.threshold),
+                        "matches": event.matches,
+                        "request_id": event.request_id,
+                        "outcome": event.outcome,
+                        "detail": json.dumps(detail, sort_keys=True, separators=(",", ":"))
+                        if detail
+                        else None,
+                    }
+                    digest = row_hash(prev, values)
+                    self._db.execute(
+                        f"INSERT INTO audit ({', '.join(_FIELDS)}, prev_hash, hash) "
+                        f"VALUES ({', '.join('?' * (len(_FIELDS) + 2))})",
+                        [*values.values(), prev, digest],
+                    )
+                    records.append(AuditRecord(**values, prev_hash=prev, hash=digest))
+                    prev = digest
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return AuditRecord(**values, prev_hash=prev, hash=digest)
+        return records
 
     def records(self, since: str | None = None, limit: int | None = None) -> list[AuditRecord]:
         """Rows in order, optionally from an ISO time (`since`) on, optionally only the last `limit`."""
@@ -195,6 +206,30 @@ class AuditLog:
         return Verification(True, count, prev)
 
 
+def local_event(
+    operation: str,
+    collection: str | None = None,
+    threshold: float | None = None,
+    matches: int | None = None,
+    detail: dict[str, Any] | None = None,
+    outcome: str = "OK",
+) -> AuditEvent:
+    """The event of an operation run from the command line or the library (key id `local:<user>`)."""
+    import getpass
+    import uuid
+
+    return AuditEvent(
+        operation=operation,
+        key_id=f"local:{getpass.getuser()}",
+        collection=collection,
+        threshold=threshold,
+        matches=matches,
+        request_id=str(uuid.uuid4()),
+        outcome=outcome,
+        detail={"via": "cli", **(detail or {})},
+    )
+
+
 def record_local(
     home: Path,
     operation: str,
@@ -203,21 +238,8 @@ def record_local(
     matches: int | None = None,
 ) -> None:
     """Audit an operation run from the command line or the library (key id `local:<user>`)."""
-    import getpass
-    import uuid
-
     log = AuditLog.for_home(home)
     try:
-        log.append(
-            AuditEvent(
-                operation=operation,
-                key_id=f"local:{getpass.getuser()}",
-                collection=collection,
-                threshold=threshold,
-                matches=matches,
-                request_id=str(uuid.uuid4()),
-                detail={"via": "cli"},
-            )
-        )
+        log.append(local_event(operation, collection, threshold, matches))
     finally:
         log.close()

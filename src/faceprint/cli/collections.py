@@ -55,6 +55,17 @@ def _audit(svc: Any, operation: str, collection: str, resp: dict, matches_key: s
     record_local(svc.home, operation, collection, threshold, len(resp.get(matches_key) or []))
 
 
+def _index_event(collection: str, resp: dict | None, error: FaceprintError | None) -> Any:
+    """The audit event of one image indexed by `faceprint index`."""
+    from faceprint.audit import local_event
+
+    if error is not None:
+        return local_event("IndexFaces", collection, outcome=error.code)
+    face_ids = [r["Face"]["FaceId"] for r in resp["FaceRecords"]][:100] if resp else []
+    matches = len(resp["FaceRecords"]) if resp else 0
+    return local_event("IndexFaces", collection, matches=matches, detail={"face_ids": face_ids})
+
+
 def _service(home: Path | None, keep_chips: bool = False):  # -> Collections (imported lazily: fast --help)
     from faceprint.collections.service import Collections
 
@@ -315,10 +326,13 @@ def index_cmd(
 
     Each image's ExternalImageId is its file name.
     """
+    from faceprint.audit import AuditLog
+    from faceprint.collections.ingest import Indexer
+
     files = list(image_files(paths))
     svc = _service(home, keep_chips=keep_chips)
     svc.describe_collection(CollectionId=name)  # fail fast on a missing collection
-    _ = svc.engine  # load the models before the clock starts: the rate is indexing speed
+    audit = AuditLog.for_home(svc.home)
     indexed, failed, reasons = 0, 0, Counter()
     start = time.perf_counter()
     progress = Progress(
@@ -331,34 +345,42 @@ def index_cmd(
         console=_err,
         transient=False,
     )
+    requests = (
+        {
+            "CollectionId": name,
+            "Image": path,
+            "ExternalImageId": external_image_id(path),
+            "MaxFaces": max_faces,
+            "QualityFilter": quality_filter,
+            "DetectionAttributes": list(attributes) or None,
+        }
+        for path in files
+    )
     try:
         with progress:
             task = progress.add_task("index", total=len(files), faces=0)
-            for path in files:
-                try:
-                    resp = svc.index_faces(
-                        CollectionId=name,
-                        Image=path,
-                        ExternalImageId=external_image_id(path),
-                        MaxFaces=max_faces,
-                        QualityFilter=quality_filter,
-                        DetectionAttributes=list(attributes) or None,
-                    )
-                except ResourceNotFoundError:
-                    raise
-                except FaceprintError as exc:
-                    failed += 1
-                    progress.console.print(f"[yellow]skipped {path}: {exc.message}[/]")
-                    progress.advance(task)
-                    continue
-                _audit(svc, "IndexFaces", name, resp, "FaceRecords")
-                if as_json:
-                    _print_json(resp, indent=None)
-                indexed += len(resp["FaceRecords"])
-                for face in resp["UnindexedFaces"]:
-                    reasons.update(face["Reasons"])
-                progress.update(task, advance=1, faces=indexed)
+            # Each batch comes back committed; it is audited (one append) before anything of it is printed.
+            for batch in Indexer(svc).run(requests):
+                audit.append_many([_index_event(name, r.response, r.error) for r in batch])
+                for result in batch:
+                    if isinstance(result.error, ResourceNotFoundError):
+                        raise result.error
+                    if result.error is not None:
+                        failed += 1
+                        progress.console.print(
+                            f"[yellow]skipped {result.request['Image']}: {result.error.message}[/]"
+                        )
+                        progress.advance(task)
+                        continue
+                    resp = result.response
+                    if as_json:
+                        _print_json(resp, indent=None)
+                    indexed += len(resp["FaceRecords"])
+                    for face in resp["UnindexedFaces"]:
+                        reasons.update(face["Reasons"])
+                    progress.update(task, advance=1, faces=indexed)
     finally:
+        audit.close()
         svc.close()
     seconds = time.perf_counter() - start
     if not as_json:
