@@ -44,8 +44,8 @@ def _faces(resp: dict) -> list[tuple]:
 
 def test_results_keep_input_order_and_match_one_image_at_a_time(svc: Collections) -> None:
     files = [*_lfw(8), EXAMPLES / "two_people.jpg"]
-    batches = list(Indexer(svc, workers=2, batch_chips=30).run(_request(f) for f in files))
-    assert len(batches) > 1  # several batches, so the order is the pipeline's doing
+    batches = list(Indexer(svc, workers=2, batch_chips=40).run(_request(f) for f in files))
+    assert len(batches) == 3  # 10 faces of 12 chips: 4 + 4 + 2, so order is the pipeline's doing
     results = [r for b in batches for r in b]
     assert [r.position for r in results] == list(range(len(files)))
     pairs = []
@@ -114,7 +114,8 @@ def test_kill_minus_9_loses_no_acknowledged_image(tmp_path: Path) -> None:
     child = subprocess.Popen(exe, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     acked = [json.loads(child.stdout.readline()) for _ in range(10)]
     child.send_signal(signal.SIGKILL)
-    rest, _ = child.communicate(timeout=60)
+    rest = child.stdout.read()  # not communicate(): it would skip what readline() has buffered
+    child.wait(timeout=60)
     acked += [json.loads(line) for line in rest.split("\n")[:-1]]  # a line cut by the kill is no ack
     assert child.returncode == -signal.SIGKILL and 10 <= len(acked) < 60
     svc = Collections(home=home)

@@ -147,13 +147,13 @@ class Indexer:
                     batch.append(result)
                     if chips >= self.batch_chips:
                         submit_batch()
-                else:
+                if not ahead:  # the input is done (refilling stops only then)
                     submit_batch()
                 # store the batches whose embedding is done (all of them once the input is done)
                 while embedding and (embedding[0][0].done() or not ahead or len(embedding) > 1):
                     future, items = embedding.popleft()
                     yield self._store(future.result(), items)
-                if not ahead and not embedding and exhausted:
+                if not ahead and not embedding:
                     return
 
     def _store(self, batch: list[IndexResult], prepared: dict[int, PreparedIndex]) -> list[IndexResult]:
