@@ -32,7 +32,7 @@ from faceprint.collections.ingest import GroupRunner, PreparedIndex
 from faceprint.collections.quality import check_quality_filter, unindexed_reasons
 from faceprint.collections.store import CollectionRow, FaceRow, ImageFaces, IndexCache, NewFace, Store
 from faceprint.config import ImageLimits, home_dir
-from faceprint.engine import MAX_FACES, Face, FaceEngine
+from faceprint.engine import DESCRIPTOR, MAX_FACES, Face, FaceEngine
 from faceprint.errors import (
     FaceprintError,
     ImageTooLargeError,
@@ -214,6 +214,12 @@ class Collections:
             self._engine = FaceEngine.shared()
         return self._engine
 
+    @property
+    def model_version(self) -> str:
+        """FaceModelVersion of the faces this service indexes, known without loading the models: the engine's
+        descriptor's (the default one until an engine is given or loaded)."""
+        return self._engine.model_version if self._engine is not None else DESCRIPTOR.version
+
     def close(self) -> None:
         """Persist changed vector indexes and close the database connections."""
         self.indexes.flush()
@@ -235,7 +241,7 @@ class Collections:
 
     def create_collection(self, *, CollectionId: str, Tags: dict[str, str] | None = None) -> dict:
         name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
-        coll = self.store.create_collection(name, self.engine.model_version, _tags(Tags))
+        coll = self.store.create_collection(name, self.model_version, _tags(Tags))
         return {"StatusCode": 200, "CollectionArn": self.arn(name), "FaceModelVersion": coll.model_version}
 
     def delete_collection(self, *, CollectionId: str) -> dict:
@@ -295,10 +301,10 @@ class Collections:
         raise InvalidParameterError("Image must be {'Bytes': <image bytes>}")
 
     def _check_model(self, coll: CollectionRow) -> None:
-        if coll.model_version != self.engine.model_version:
+        if coll.model_version != self.model_version:
             raise InvalidParameterError(
                 f"collection {coll.name!r} holds faces of model {coll.model_version}; "
-                f"this server computes {self.engine.model_version}"
+                f"this server computes {self.model_version}"
             )
 
     def index_faces(
@@ -372,7 +378,7 @@ class Collections:
     def store_prepared(self, prepared: Sequence[PreparedIndex]) -> list[dict | FaceprintError]:
         """Store embedded prepared images in one durable transaction; the IndexFaces response of each, or
         the error that image alone met (its collection was deleted meanwhile, the quota is reached)."""
-        version = self.engine.model_version
+        version = self.model_version
         items = [
             ImageFaces(
                 collection=p.collection,
