@@ -169,6 +169,9 @@ def main() -> None:
             print(json.dumps({"bench": "ingest-sweep", "n": args.n, "rows": rows, "loadavg": load_before}))
         return
 
+    from faceprint.embedders.onnx_resnet import prefer_threads
+
+    prefer_threads(1)  # what `faceprint index` does
     files = lfw_images(args.n)
     subset = files[:: max(1, len(files) // max(1, args.fr_n))][: args.fr_n]
     face_recognition_loop(files[:2])  # warm up both: models load once

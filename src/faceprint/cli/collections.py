@@ -328,7 +328,11 @@ def index_cmd(
     """
     from faceprint.audit import AuditLog
     from faceprint.collections.ingest import Indexer
+    from faceprint.embedders.onnx_resnet import prefer_threads
 
+    # The indexer runs an embedder call per worker thread at once: one intra-op thread each uses the CPUs
+    # best and degrades gracefully when another process competes for them (bench/RESULTS.md, ingest).
+    prefer_threads(1)
     files = list(image_files(paths))
     svc = _service(home, keep_chips=keep_chips)
     svc.describe_collection(CollectionId=name)  # fail fast on a missing collection
