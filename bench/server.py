@@ -298,7 +298,7 @@ def main() -> None:
                 print(
                     f"{op} {n:>3} clients: in-process {r['inprocess_rps']:7.2f} req/s | server "
                     f"{r['server_rps']:7.2f} req/s (p50 {r['server_p50_ms']:.0f} ms, "
-                    f"p99 {r['server_p99_ms']:.0f} ms, errors {r['errors']}) | ratio {r['ratio']:.3f} | "
+                    f"p99 {r['server_p99_ms']:.0f} ms, errors {r['errors']}) | ratio {r['ratio'] or 0:.3f} | "
                     "CPU ms/req in-process "
                     f"{r['inprocess_cpu_ms_per_req']:.1f}, server+client {r['server_cpu_ms_per_req']:.1f}",
                     flush=True,
