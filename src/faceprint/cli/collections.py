@@ -326,6 +326,9 @@ def index_cmd(
 
     Each image's ExternalImageId is its file name.
     """
+    from faceprint import models
+
+    models.preload_landmarks()  # overlaps the imports below and the embedder's load
     from faceprint.audit import AuditLog
     from faceprint.collections.ingest import Indexer
     from faceprint.embedders.onnx_resnet import prefer_threads
@@ -425,6 +428,10 @@ def search_cmd(
     """Search collection NAME for the largest face of IMAGE (SearchFacesByImage)."""
     if (image is None) == (face_id is None):
         raise click.UsageError("give an IMAGE or --face-id (not both)")
+    if image is not None:
+        from faceprint import models
+
+        models.preload_landmarks()
     with _service(home) as svc:
         if face_id is not None:
             resp = svc.search_faces(
