@@ -128,33 +128,36 @@ class Indexer:
                     embedding.append((pool.submit(self._embed, batch, items), prepared))
                 batch, prepared, chips = [], {}, 0
 
-            while True:
-                while not exhausted and len(ahead) < self.lookahead:
-                    item = next(source, None)
-                    if item is None:
-                        exhausted = True
-                    else:
-                        ahead.append((item[0], item[1], pool.submit(self._prepare, item[1])))
-                if ahead:
-                    position, request, future = ahead.popleft()
-                    outcome = future.result()
-                    result = IndexResult(position, request)
-                    if isinstance(outcome, FaceprintError):
-                        result.error = outcome
-                    else:
-                        prepared[position] = outcome
-                        chips += len(outcome.kept) * passes
-                    batch.append(result)
-                    if chips >= self.batch_chips:
+            try:
+                while True:
+                    while not exhausted and len(ahead) < self.lookahead:
+                        item = next(source, None)
+                        if item is None:
+                            exhausted = True
+                        else:
+                            ahead.append((item[0], item[1], pool.submit(self._prepare, item[1])))
+                    if ahead:
+                        position, request, future = ahead.popleft()
+                        outcome = future.result()
+                        result = IndexResult(position, request)
+                        if isinstance(outcome, FaceprintError):
+                            result.error = outcome
+                        else:
+                            prepared[position] = outcome
+                            chips += len(outcome.kept) * passes
+                        batch.append(result)
+                        if chips >= self.batch_chips:
+                            submit_batch()
+                    if not ahead:  # the input is done (refilling stops only then)
                         submit_batch()
-                if not ahead:  # the input is done (refilling stops only then)
-                    submit_batch()
-                # store the batches whose embedding is done (all of them once the input is done)
-                while embedding and (embedding[0][0].done() or not ahead or len(embedding) > 1):
-                    future, items = embedding.popleft()
-                    yield self._store(future.result(), items)
-                if not ahead and not embedding:
-                    return
+                    # store the batches whose embedding is done (all of them once the input is done)
+                    while embedding and (embedding[0][0].done() or not ahead or len(embedding) > 1):
+                        future, items = embedding.popleft()
+                        yield self._store(future.result(), items)
+                    if not ahead and not embedding:
+                        return
+            finally:  # stopped early (an error, or the caller closed us): drop the work queued ahead
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def _store(self, batch: list[IndexResult], prepared: dict[int, PreparedIndex]) -> list[IndexResult]:
         todo = [r for r in batch if r.error is None]
