@@ -34,12 +34,14 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/ingest.py --n 2000
 	$(BIN)/python bench/detect.py --lfw 200
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/search.py --n 1000000
 	$(BIN)/python bench/video.py
 	$(BIN)/python bench/server.py
 	$(BIN)/python bench/views.py
+	$(BIN)/python bench/quantize.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

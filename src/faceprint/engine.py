@@ -120,15 +120,43 @@ class FaceEngine:
             from faceprint.detectors import get_detector
 
             detector = get_detector(detector)
-        if isinstance(embedder, str):
-            from faceprint.embedders import get_embedder
-
-            embedder = get_embedder(embedder)
         self.detector: Detector = detector
-        self.embedder: Embedder = embedder
         self.descriptor = descriptor
+        self._embedder: Embedder | None = None
+        self._loading: threading.Thread | None = None
+        self._load_error: BaseException | None = None
+        if isinstance(embedder, str):
+            from faceprint.embedders import EMBEDDER_NAMES
+
+            if embedder not in EMBEDDER_NAMES:
+                raise ValueError(f"unknown embedder {embedder!r}; choose one of {', '.join(EMBEDDER_NAMES)}")
+            # The embedder (ONNX session creation, ~0.15 s) loads in a thread while this one reads the
+            # landmark models (~0.6 s): start-up pays the longer of the two, not their sum.
+            self._loading = threading.Thread(target=self._load_embedder, args=(embedder,), daemon=True)
+            self._loading.start()
+        else:
+            self._embedder = embedder
         self._sp5 = models.shape_predictor_5()
         self._sp68 = models.shape_predictor_68()
+
+    def _load_embedder(self, name: str) -> None:
+        from faceprint.embedders import get_embedder
+
+        try:
+            self._embedder = get_embedder(name)
+        except BaseException as exc:  # raised to the first caller of `embedder`
+            self._load_error = exc
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder (waits for it when it is still loading)."""
+        if self._embedder is None:
+            if self._loading is not None:
+                self._loading.join()
+            if self._load_error is not None:
+                raise self._load_error
+        assert self._embedder is not None
+        return self._embedder
 
     @classmethod
     def shared(cls) -> FaceEngine:

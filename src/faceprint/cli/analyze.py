@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from faceprint.cli.common import cli_errors, print_json
-from faceprint.engine import MAX_FACES, FaceEngine
-from faceprint.images import load_image
-from faceprint.operations import compare_faces, detect_faces
+
+MAX_FACES = (
+    100  # = faceprint.engine.MAX_FACES; the engine (dlib, OpenCV) is imported only by commands using it
+)
 
 DETECTORS = ["auto", "hog", "blazeface", "cnn"]
 
 
-def _engine(detector: str) -> FaceEngine:
+def _engine(detector: str) -> Any:  # -> FaceEngine
+    from faceprint.engine import FaceEngine
+
     return FaceEngine.shared() if detector == "auto" else FaceEngine(detector=detector)
 
 
@@ -31,6 +35,9 @@ def _engine(detector: str) -> FaceEngine:
 @cli_errors
 def detect_command(image: Path, as_json: bool, max_faces: int, detector: str, draw: Path | None) -> None:
     """Detect faces in IMAGE: box, confidence, landmarks, pose and quality (largest first)."""
+    from faceprint.images import load_image
+    from faceprint.operations import detect_faces
+
     img = load_image(image)
     response = detect_faces(img, max_faces=max_faces, engine=_engine(detector))
     if draw:
@@ -75,6 +82,9 @@ def compare_command(
     source: Path, target: Path, as_json: bool, threshold: float | None, detector: str
 ) -> None:
     """Compare the largest face of SOURCE with every face of TARGET."""
+    from faceprint.images import load_image
+    from faceprint.operations import compare_faces
+
     response = compare_faces(source, target, similarity_threshold=threshold, engine=_engine(detector))
     if as_json:
         print_json(response)

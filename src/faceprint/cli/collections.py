@@ -47,6 +47,17 @@ _err = Console(stderr=True, highlight=False)
 # -- shared plumbing ---------------------------------------------------------------------------------
 
 
+def _index_event(collection: str, resp: dict | None, error: FaceprintError | None) -> Any:
+    """The audit row of one image indexed by `faceprint index` (written per committed batch)."""
+    from faceprint.audit import current_caller, event
+
+    if error is not None:
+        return event("IndexFaces", current_caller(), collection, None, None, error.code)
+    face_ids = [r["Face"]["FaceId"] for r in resp["FaceRecords"]][:100] if resp else []
+    matches = len(resp["FaceRecords"]) if resp else 0
+    return event("IndexFaces", current_caller(), collection, None, matches, "OK", {"face_ids": face_ids})
+
+
 def _service(home: Path | None, keep_chips: bool = False):  # -> Collections (imported lazily: fast --help)
     from faceprint.collections.service import Collections
 
@@ -307,10 +318,20 @@ def index_cmd(
 
     Each image's ExternalImageId is its file name.
     """
+    from faceprint import models
+
+    models.preload_landmarks()  # overlaps the imports below and the embedder's load
+    from faceprint.audit import log_for
+    from faceprint.collections.ingest import Indexer
+    from faceprint.embedders.onnx_resnet import prefer_threads
+
+    # The indexer runs an embedder call per worker thread at once: one intra-op thread each uses the CPUs
+    # best and degrades gracefully when another process competes for them (bench/RESULTS.md, ingest).
+    prefer_threads(1)
     files = list(image_files(paths))
     svc = _service(home, keep_chips=keep_chips)
     svc.describe_collection(CollectionId=name)  # fail fast on a missing collection
-    _ = svc.engine  # load the models before the clock starts: the rate is indexing speed
+    audit = log_for(svc.home)  # the process's one handle (a second one's close would drop its locks)
     indexed, failed, reasons = 0, 0, Counter()
     start = time.perf_counter()
     progress = Progress(
@@ -323,32 +344,40 @@ def index_cmd(
         console=_err,
         transient=False,
     )
+    requests = (
+        {
+            "CollectionId": name,
+            "Image": path,
+            "ExternalImageId": external_image_id(path),
+            "MaxFaces": max_faces,
+            "QualityFilter": quality_filter,
+            "DetectionAttributes": list(attributes) or None,
+        }
+        for path in files
+    )
     try:
         with progress:
             task = progress.add_task("index", total=len(files), faces=0)
-            for path in files:
-                try:
-                    resp = svc.index_faces(
-                        CollectionId=name,
-                        Image=path,
-                        ExternalImageId=external_image_id(path),
-                        MaxFaces=max_faces,
-                        QualityFilter=quality_filter,
-                        DetectionAttributes=list(attributes) or None,
-                    )
-                except ResourceNotFoundError:
-                    raise
-                except FaceprintError as exc:
-                    failed += 1
-                    progress.console.print(f"[yellow]skipped {path}: {exc.message}[/]")
-                    progress.advance(task)
-                    continue
-                if as_json:
-                    _print_json(resp, indent=None)
-                indexed += len(resp["FaceRecords"])
-                for face in resp["UnindexedFaces"]:
-                    reasons.update(face["Reasons"])
-                progress.update(task, advance=1, faces=indexed)
+            # Each batch comes back committed; it is audited (one append) before anything of it is printed.
+            for batch in Indexer(svc).run(requests):
+                audit.append_many([_index_event(name, r.response, r.error) for r in batch])
+                for result in batch:
+                    if isinstance(result.error, ResourceNotFoundError):
+                        raise result.error
+                    if result.error is not None:
+                        failed += 1
+                        progress.console.print(
+                            f"[yellow]skipped {result.request['Image']}: {result.error.message}[/]"
+                        )
+                        progress.advance(task)
+                        continue
+                    resp = result.response
+                    if as_json:
+                        _print_json(resp, indent=None)
+                    indexed += len(resp["FaceRecords"])
+                    for face in resp["UnindexedFaces"]:
+                        reasons.update(face["Reasons"])
+                    progress.update(task, advance=1, faces=indexed)
     finally:
         svc.close()
     seconds = time.perf_counter() - start
@@ -390,6 +419,10 @@ def search_cmd(
     """Search collection NAME for the largest face of IMAGE (SearchFacesByImage)."""
     if (image is None) == (face_id is None):
         raise click.UsageError("give an IMAGE or --face-id (not both)")
+    if image is not None:
+        from faceprint import models
+
+        models.preload_landmarks()
     with _service(home) as svc:
         if face_id is not None:
             resp = svc.search_faces(

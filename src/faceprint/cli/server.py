@@ -117,6 +117,9 @@ def run_server(
         sys.exit(1)
     if threads:
         os.environ["FACEPRINT_SERVER_THREADS"] = str(threads)
+    if workers > 1:  # each worker process gets its share of the CPUs for ONNX Runtime (unless set)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        os.environ.setdefault("FACEPRINT_ONNX_THREADS", str(max(1, cpus // workers)))
     if buckets:
         try:
             parse_bucket_map(",".join(buckets))

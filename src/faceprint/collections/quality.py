@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from faceprint.engine import Face
 from faceprint.errors import InvalidParameterError
 from faceprint.rekognition import QUALITY_FILTERS
+
+if TYPE_CHECKING:
+    from faceprint.engine import Face
 
 REFERENCE_PIXELS = 1920 * 1080
 

@@ -29,11 +29,13 @@ import numpy as np
 
 from faceprint import audit
 from faceprint import similarity as sim
+from faceprint.collections.ingest import GroupRunner, PreparedIndex
 from faceprint.collections.quality import check_quality_filter, unindexed_reasons
-from faceprint.collections.store import CollectionRow, FaceRow, IndexCache, NewFace, Store
+from faceprint.collections.store import CollectionRow, FaceRow, ImageFaces, IndexCache, NewFace, Store
 from faceprint.config import ImageLimits, home_dir
-from faceprint.engine import MAX_FACES, Face, FaceEngine
+from faceprint.engine import DESCRIPTOR, MAX_FACES, Face, FaceEngine
 from faceprint.errors import (
+    FaceprintError,
     ImageTooLargeError,
     InvalidParameterError,
     InvalidS3ObjectError,
@@ -68,6 +70,7 @@ MAX_FACE_ID_LIST = 4096
 MAX_ASSOCIATE_FACES = 100
 MAX_TAGS = 50  # Rekognition's quota of tags per resource
 ASSOCIATE_DEFAULT_THRESHOLD = 75.0
+INDEX_GROUP_IMAGES = 16  # concurrent IndexFaces calls embedded and committed together, at most
 DISTANCE_MARGIN = 1.02  # index distances may be approximate: fetch a little beyond the cut, then rescore
 
 log = logging.getLogger(__name__)
@@ -211,12 +214,19 @@ class Collections:
         self.account_id = account_id or os.environ.get("FACEPRINT_ACCOUNT_ID", "000000000000")
         self._engine = engine
         self._tokens = PaginationTokens(self.store.token_key())
+        self._index_group = GroupRunner(self._index_batch, max_items=INDEX_GROUP_IMAGES)
 
     @property
     def engine(self) -> FaceEngine:
         if self._engine is None:
             self._engine = FaceEngine.shared()
         return self._engine
+
+    @property
+    def model_version(self) -> str:
+        """FaceModelVersion of the faces this service indexes, known without loading the models: the engine's
+        descriptor's (the default one until an engine is given or loaded)."""
+        return self._engine.model_version if self._engine is not None else DESCRIPTOR.version
 
     def close(self) -> None:
         """Persist changed vector indexes and close the database connections."""
@@ -240,7 +250,7 @@ class Collections:
     @audit.audited("CreateCollection")
     def create_collection(self, *, CollectionId: str, Tags: dict[str, str] | None = None) -> dict:
         name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
-        coll = self.store.create_collection(name, self.engine.model_version, _tags(Tags))
+        coll = self.store.create_collection(name, self.model_version, _tags(Tags))
         return {"StatusCode": 200, "CollectionArn": self.arn(name), "FaceModelVersion": coll.model_version}
 
     @audit.audited("DeleteCollection")
@@ -337,10 +347,10 @@ class Collections:
         raise InvalidParameterError("Image must be {'Bytes': <image bytes>}")
 
     def _check_model(self, coll: CollectionRow) -> None:
-        if coll.model_version != self.engine.model_version:
+        if coll.model_version != self.model_version:
             raise InvalidParameterError(
                 f"collection {coll.name!r} holds faces of model {coll.model_version}; "
-                f"this server computes {self.engine.model_version}"
+                f"this server computes {self.model_version}"
             )
 
     @audit.audited("IndexFaces", matches="FaceRecords")
@@ -354,7 +364,35 @@ class Collections:
         MaxFaces: int | None = None,
         QualityFilter: str | None = None,
     ) -> dict:
-        """IndexFaces: store the faces that pass QualityFilter (default AUTO), at most MaxFaces (<= 100)."""
+        """IndexFaces: store the faces that pass QualityFilter (default AUTO), at most MaxFaces (<= 100).
+
+        Concurrent calls (the server's worker threads) share embedder batches and one commit: see
+        `ingest.GroupRunner`. Many images from one caller go faster through `ingest.Indexer`.
+        """
+        prepared = self.prepare_index(
+            CollectionId=CollectionId,
+            Image=Image,
+            ExternalImageId=ExternalImageId,
+            DetectionAttributes=DetectionAttributes,
+            MaxFaces=MaxFaces,
+            QualityFilter=QualityFilter,
+        )
+        result = self._index_group(prepared)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def prepare_index(
+        self,
+        *,
+        CollectionId: str,
+        Image: Any,
+        ExternalImageId: str | None = None,
+        DetectionAttributes: list[str] | None = None,
+        MaxFaces: int | None = None,
+        QualityFilter: str | None = None,
+    ) -> PreparedIndex:
+        """IndexFaces up to its embedding: validate, decode, detect, filter, and cut the kept faces' chips."""
         external_id = _optional(ExternalImageId, EXTERNAL_IMAGE_ID_RE, "ExternalImageId")
         attrs = validate_attributes(DetectionAttributes)
         max_faces = min(_integer(MaxFaces, "MaxFaces", 1, None, MAX_FACES), MAX_FACES)
@@ -374,35 +412,74 @@ class Collections:
                 passing.append(face)
         kept = self._keep(passing, max_faces, w, h)
         unindexed += [(f, ["EXCEEDS_MAX_FACES"]) for f in passing if not any(f is k for k in kept)]
-        self.engine.embed_faces(img, kept)
-        version = self.engine.model_version
-        new = [
-            NewFace(
-                face_id=str(uuid.uuid4()),
-                box=tuple(bounding_box(f.box, w, h)[k] for k in ("Left", "Top", "Width", "Height")),
-                confidence=f.confidence,
-                brightness=f.quality.brightness,
-                sharpness=f.quality.sharpness,
-                pose=(f.pose.roll, f.pose.yaw, f.pose.pitch),
-                embedding=f.embedding,
-                model_version=version,
-                chip=_chip_jpeg(f.chip) if self.keep_chips else None,
-            )
-            for f in kept
-        ]
-        rows = self.store.add_faces(coll.name, sha, str(uuid.uuid4()), external_id, new, MAX_COLLECTION_FACES)
         order = {id(f): i for i, f in enumerate(faces)}
         unindexed.sort(key=lambda item: order[id(item[0])])
-        return {
-            "FaceRecords": [
-                {"Face": face_shape(row, full=False), "FaceDetail": face_detail(f, w, h, attrs)}
-                for f, row in zip(kept, rows, strict=True)
-            ],
-            "FaceModelVersion": version,
-            "UnindexedFaces": [
-                {"Reasons": r, "FaceDetail": face_detail(f, w, h, attrs)} for f, r in unindexed
-            ],
-        }
+        for face in kept:
+            _ = face.views  # cut the chips now, in the caller's thread, and let go of the image
+        return PreparedIndex(coll.name, external_id, attrs, sha, w, h, kept, unindexed)
+
+    def embed_prepared(self, prepared: Sequence[PreparedIndex]) -> None:
+        """Embed the kept faces of several prepared images in one embedder call."""
+        self.engine.embed_faces(None, [f for p in prepared for f in p.kept])
+
+    def store_prepared(self, prepared: Sequence[PreparedIndex]) -> list[dict | FaceprintError]:
+        """Store embedded prepared images in one durable transaction; the IndexFaces response of each, or
+        the error that image alone met (its collection was deleted meanwhile, the quota is reached)."""
+        version = self.model_version
+        items = [
+            ImageFaces(
+                collection=p.collection,
+                image_sha256=p.sha256,
+                image_id=str(uuid.uuid4()),
+                external_image_id=p.external_image_id,
+                faces=[
+                    NewFace(
+                        face_id=str(uuid.uuid4()),
+                        box=tuple(
+                            bounding_box(f.box, p.width, p.height)[k]
+                            for k in ("Left", "Top", "Width", "Height")
+                        ),
+                        confidence=f.confidence,
+                        brightness=f.quality.brightness,
+                        sharpness=f.quality.sharpness,
+                        pose=(f.pose.roll, f.pose.yaw, f.pose.pitch),
+                        embedding=f.embedding,
+                        model_version=version,
+                        chip=_chip_jpeg(f.chip) if self.keep_chips else None,
+                    )
+                    for f in p.kept
+                ],
+            )
+            for p in prepared
+        ]
+        stored = self.store.add_images(items, MAX_COLLECTION_FACES)
+        out: list[dict | FaceprintError] = []
+        for p, rows in zip(prepared, stored, strict=True):
+            if isinstance(rows, FaceprintError):
+                out.append(rows)
+                continue
+            w, h = p.width, p.height
+            out.append(
+                {
+                    "FaceRecords": [
+                        {
+                            "Face": face_shape(row, full=False),
+                            "FaceDetail": face_detail(f, w, h, p.attributes),
+                        }
+                        for f, row in zip(p.kept, rows, strict=True)
+                    ],
+                    "FaceModelVersion": version,
+                    "UnindexedFaces": [
+                        {"Reasons": r, "FaceDetail": face_detail(f, w, h, p.attributes)}
+                        for f, r in p.unindexed
+                    ],
+                }
+            )
+        return out
+
+    def _index_batch(self, prepared: list[PreparedIndex]) -> list[dict | FaceprintError]:
+        self.embed_prepared(prepared)
+        return self.store_prepared(prepared)
 
     @staticmethod
     def _keep(passing: list[Face], max_faces: int, width: int, height: int) -> list[Face]:

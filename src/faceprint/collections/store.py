@@ -26,6 +26,7 @@ import numpy as np
 from faceprint.database import Database
 from faceprint.errors import (
     ConflictError,
+    FaceprintError,
     IdempotentParameterMismatchError,
     ResourceAlreadyExistsError,
     ResourceNotFoundError,
@@ -146,6 +147,17 @@ class NewFace:
     embedding: np.ndarray
     model_version: str
     chip: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ImageFaces:
+    """The faces of one image to store with `Store.add_images` (the arguments of `add_faces`)."""
+
+    collection: str
+    image_sha256: str
+    image_id: str
+    external_image_id: str | None
+    faces: Sequence[NewFace]
 
 
 @dataclass(frozen=True)
@@ -322,66 +334,110 @@ class Store(Database):
         collection reuse that image's ImageId.
         """
         with self.write() as conn:
-            coll = self._collection(conn, name)
-            existing = conn.execute(
-                f"SELECT {_FACE_COLUMNS} FROM {_FACE_FROM} WHERE f.collection_id=? AND f.image_sha256=? "
-                "ORDER BY f.id",
-                (coll.id, image_sha256),
-            ).fetchall()
-            stored = [self._face_row(r) for r in existing]
-            if stored:
-                image_id = stored[0].image_id
-            same_ext = [f for f in stored if f.external_image_id == external_image_id]
-            out: list[FaceRow] = []
-            new_rows: list[int] = []
-            now = time.time()
-            for face in faces:
-                dup = max(same_ext, key=lambda s: box_iou(s.box, face.box), default=None)
-                if dup is not None and box_iou(dup.box, face.box) >= 0.5:
-                    same_ext.remove(dup)
-                    out.append(dup)
-                    continue
-                cur = conn.execute(
-                    "INSERT INTO faces (collection_id, face_id, image_id, image_sha256, external_image_id, "
-                    "box_left, box_top, box_width, box_height, confidence, brightness, sharpness, roll, yaw, "
-                    "pitch, embedding, model_version, chip, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        coll.id,
-                        face.face_id,
-                        image_id,
-                        image_sha256,
-                        external_image_id,
-                        *face.box,
-                        face.confidence,
-                        face.brightness,
-                        face.sharpness,
-                        *face.pose,
-                        to_blob(face.embedding),
-                        face.model_version,
-                        face.chip,
-                        now,
-                    ),
-                )
-                new_rows.append(int(cur.lastrowid))
-                out.append(
-                    FaceRow(
-                        row=int(cur.lastrowid),
-                        face_id=face.face_id,
-                        image_id=image_id,
-                        external_image_id=external_image_id,
-                        box=tuple(face.box),
-                        confidence=face.confidence,
-                        model_version=face.model_version,
-                        user_id=None,
+            return self._add_faces(
+                conn, name, image_sha256, image_id, external_image_id, faces, max_collection_faces
+            )
+
+    def add_images(
+        self, images: Sequence[ImageFaces], max_collection_faces: int
+    ) -> list[list[FaceRow] | FaceprintError]:
+        """`add_faces` for several images in one durable transaction (one commit, one fsync).
+
+        Each image is stored in its own savepoint: one that fails (its collection was deleted, the quota
+        is reached) gets its error in its place of the result and leaves the others stored.
+        """
+        out: list[list[FaceRow] | FaceprintError] = []
+        with self.write() as conn:
+            for item in images:
+                conn.execute("SAVEPOINT image")
+                try:
+                    rows = self._add_faces(
+                        conn,
+                        item.collection,
+                        item.image_sha256,
+                        item.image_id,
+                        item.external_image_id,
+                        item.faces,
+                        max_collection_faces,
                     )
+                except FaceprintError as exc:
+                    conn.execute("ROLLBACK TO image")
+                    out.append(exc)
+                else:
+                    out.append(rows)
+                conn.execute("RELEASE image")
+        return out
+
+    def _add_faces(
+        self,
+        conn: sqlite3.Connection,
+        name: str,
+        image_sha256: str,
+        image_id: str,
+        external_image_id: str | None,
+        faces: Sequence[NewFace],
+        max_collection_faces: int,
+    ) -> list[FaceRow]:
+        coll = self._collection(conn, name)
+        existing = conn.execute(
+            f"SELECT {_FACE_COLUMNS} FROM {_FACE_FROM} WHERE f.collection_id=? AND f.image_sha256=? "
+            "ORDER BY f.id",
+            (coll.id, image_sha256),
+        ).fetchall()
+        stored = [self._face_row(r) for r in existing]
+        if stored:
+            image_id = stored[0].image_id
+        same_ext = [f for f in stored if f.external_image_id == external_image_id]
+        out: list[FaceRow] = []
+        new_rows: list[int] = []
+        now = time.time()
+        for face in faces:
+            dup = max(same_ext, key=lambda s: box_iou(s.box, face.box), default=None)
+            if dup is not None and box_iou(dup.box, face.box) >= 0.5:
+                same_ext.remove(dup)
+                out.append(dup)
+                continue
+            cur = conn.execute(
+                "INSERT INTO faces (collection_id, face_id, image_id, image_sha256, external_image_id, "
+                "box_left, box_top, box_width, box_height, confidence, brightness, sharpness, roll, yaw, "
+                "pitch, embedding, model_version, chip, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    coll.id,
+                    face.face_id,
+                    image_id,
+                    image_sha256,
+                    external_image_id,
+                    *face.box,
+                    face.confidence,
+                    face.brightness,
+                    face.sharpness,
+                    *face.pose,
+                    to_blob(face.embedding),
+                    face.model_version,
+                    face.chip,
+                    now,
+                ),
+            )
+            new_rows.append(int(cur.lastrowid))
+            out.append(
+                FaceRow(
+                    row=int(cur.lastrowid),
+                    face_id=face.face_id,
+                    image_id=image_id,
+                    external_image_id=external_image_id,
+                    box=tuple(face.box),
+                    confidence=face.confidence,
+                    model_version=face.model_version,
+                    user_id=None,
                 )
-            if coll.face_count + len(new_rows) > max_collection_faces:
-                raise ServiceQuotaExceededError(
-                    f"collection {name!r} would exceed {max_collection_faces:,} faces"
-                )
-            self._log(conn, coll, ADD, new_rows)
-            return out
+            )
+        if coll.face_count + len(new_rows) > max_collection_faces:
+            raise ServiceQuotaExceededError(
+                f"collection {name!r} would exceed {max_collection_faces:,} faces"
+            )
+        self._log(conn, coll, ADD, new_rows)
+        return out
 
     @staticmethod
     def _face_row(r: tuple, embedding: bytes | None = None) -> FaceRow:

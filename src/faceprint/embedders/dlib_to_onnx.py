@@ -15,20 +15,22 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import math
 import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from faceprint import config
 from faceprint.files import write_atomically
+
+if TYPE_CHECKING:  # `onnx` itself is imported only to convert: loading a converted model never needs it
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -289,11 +291,15 @@ class _GraphBuilder:
         return f"{prefix}_{self._count}"
 
     def const(self, prefix: str, value: np.ndarray) -> str:
+        from onnx import numpy_helper
+
         name = self.name(prefix)
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
     def node(self, op: str, inputs: list[str], shape: tuple[int, int, int] | None, **attrs: Any) -> str:
+        from onnx import helper
+
         out = self.name(op.lower())
         self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
         if shape is not None:
@@ -351,6 +357,9 @@ def _pad_to(g: _GraphBuilder, x: str, shape: tuple[int, int, int]) -> str:
 
 def build_onnx(net: DlibNet, source_sha256: str = "") -> onnx.ModelProto:
     """The ONNX graph of a parsed network: uint8 RGB chips (N, H, W, 3) in, float32 (N, dim) out."""
+    import onnx
+    from onnx import TensorProto, helper
+
     g = _GraphBuilder()
     nr, nc = net.input_size
     x = g.node("Cast", [INPUT_NAME], None, to=TensorProto.FLOAT)
@@ -441,6 +450,8 @@ def convert(dat_path: Path, out_path: Path) -> Path:
 
 def model_props(path: Path) -> dict[str, str]:
     """The metadata properties of an ONNX file (empty if it is missing or unreadable)."""
+    import onnx
+
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:
@@ -448,17 +459,40 @@ def model_props(path: Path) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
+def _stamp(dat_path: Path, out: Path) -> dict[str, Any]:
+    """What the cached model was made from, cheap to check: sizes and mtimes of source and model."""
+    src, model = dat_path.stat(), out.stat() if out.exists() else None
+    return {
+        "converter_version": CONVERTER_VERSION,
+        "source": [src.st_size, src.st_mtime_ns],
+        "onnx": [model.st_size, model.st_mtime_ns] if model else None,
+    }
+
+
 def ensure_onnx_model(dat_path: Path | None = None, cache: Path | None = None) -> Path:
-    """Path of the converted model in the cache, (re)generating it if missing or stale."""
+    """Path of the converted model in the cache, (re)generating it if missing or stale.
+
+    A stamp file beside the model (`<model>.json`) records what it was converted from: when the source's
+    size and mtime match it, the model is used without hashing the source or parsing the model (both
+    cost about a tenth of a second at every start); otherwise the sha256 and the model's own metadata
+    decide, as they always did.
+    """
     dat_path = dat_path or default_source()
     out = (cache or config.cache_dir()) / f"{MODEL_NAME}.onnx"
-    want = {"source_sha256": _sha256(dat_path), "converter_version": CONVERTER_VERSION}
+    stamp_path = out.with_name(out.name + ".json")
     with _lock:
+        try:
+            if json.loads(stamp_path.read_text()) == _stamp(dat_path, out):
+                return out
+        except (OSError, ValueError):
+            pass
+        want = {"source_sha256": _sha256(dat_path), "converter_version": CONVERTER_VERSION}
         props = model_props(out)
-        if all(props.get(k) == v for k, v in want.items()):
-            return out
-        log.info("converting %s to ONNX at %s", dat_path.name, out)
-        convert(dat_path, out)
+        if not all(props.get(k) == v for k, v in want.items()):
+            log.info("converting %s to ONNX at %s", dat_path.name, out)
+            convert(dat_path, out)
+        stamp = json.dumps(_stamp(dat_path, out)).encode()
+        write_atomically(stamp_path, lambda fh: fh.write(stamp))
     return out
 
 

@@ -24,13 +24,29 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+THREADS_ENV = "FACEPRINT_ONNX_THREADS"
+_preferred_threads: int | None = None
+
+
+def prefer_threads(threads: int) -> None:
+    """Set this process's default intra-op threads for sessions created from now on (`FACEPRINT_ONNX_THREADS`
+    still wins). A process that runs several embedder calls at once, like `faceprint index`, prefers 1."""
+    global _preferred_threads
+    _preferred_threads = max(1, threads)
+
+
+def default_threads() -> int:
+    """`FACEPRINT_ONNX_THREADS`, else the process's preference (`prefer_threads`), else its usable CPUs."""
+    return int(os.environ.get(THREADS_ENV, "0") or 0) or _preferred_threads or _usable_cpus()
+
+
 def session_options(threads: int | None = None, spin: bool = False) -> ort.SessionOptions:
     """ONNX Runtime options tuned for a small CPU: all graph optimizations, one op at a time.
 
-    `threads` defaults to `FACEPRINT_ONNX_THREADS`, else the number of CPUs this process may use.
+    `threads` defaults to `default_threads()`.
     """
     if threads is None:
-        threads = int(os.environ.get("FACEPRINT_ONNX_THREADS", "0")) or _usable_cpus()
+        threads = default_threads()
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -3,6 +3,7 @@
 Speed comes from doing the expensive steps once per track instead of once per frame: every sampled frame
 is detected (with landmarks, pose and quality, which every reported face needs), but only the
 `best_chips` best frames of each track are embedded, in batches, and a face search runs once per person.
+Closed tracks are embedded in a thread while the frames after them are decoded and detected.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,6 +153,8 @@ class FrameProcessor:
         self.cuts = CutDetector()
         self.finished: list[Track] = []
         self._to_embed: list[Track] = []
+        self._embedding: list[Future] = []
+        self._embedder_thread: ThreadPoolExecutor | None = None
         self.frames = 0
         self.faces = 0
 
@@ -177,11 +181,26 @@ class FrameProcessor:
         if self.embed:
             self._to_embed.extend(tracks)
             if sum(len(t.best) for t in self._to_embed) >= EMBED_BATCH:
-                self.embed_tracks(self._to_embed)
+                self._embed_in_background(self._to_embed)
                 self._to_embed = []
         elif not self.keep_chips:
             for track in tracks:
                 track.best = []  # chips are only needed for embedding
+
+    def _embed_in_background(self, tracks: list[Track]) -> None:
+        """Embed closed tracks in a thread while this one goes on decoding and detecting the next frames
+        (a closed track is never touched by the tracker again)."""
+        if self._embedder_thread is None:
+            self._embedder_thread = ThreadPoolExecutor(1, thread_name_prefix="faceprint-video-embed")
+        self._embedding.append(self._embedder_thread.submit(self.embed_tracks, tracks))
+
+    def _wait_embedded(self) -> None:
+        for future in self._embedding:
+            future.result()
+        self._embedding = []
+        if self._embedder_thread is not None:
+            self._embedder_thread.shutdown()
+            self._embedder_thread = None
 
     def embed_tracks(self, tracks: list[Track]) -> None:
         """Embed the kept frames of `tracks` in one batch; a track's embedding is the unit-length mean of
@@ -224,6 +243,7 @@ class FrameProcessor:
         if self.embed:
             self.embed_tracks(self._to_embed)
             self._to_embed = []
+            self._wait_embedded()
         return sorted(self.finished, key=lambda t: t.track_id)
 
 

@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from faceprint.detectors.base import Detection, iou
 from faceprint.engine import Face, unit_rows
@@ -134,6 +133,8 @@ class IouTracker:
         assigned: list[Track | None] = [None] * len(faces)
         if self.active and faces:
             scores = np.array([[_link_score(t.box, f.box) for f in faces] for t in self.active])
+            from scipy.optimize import linear_sum_assignment  # imported here: scipy takes 0.3 s to load
+
             rows, cols = linear_sum_assignment(-scores)
             for r, c in zip(rows, cols, strict=True):
                 if scores[r, c] > 0:

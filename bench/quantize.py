@@ -1,0 +1,158 @@
+"""Quantisation study of the embedder: int8 (static QDQ, dynamic) versions of the converted ResNet against
+the float32 model, measured in the same run: ms per chip, and how far their vectors move.
+
+Static quantisation is calibrated on chips of Congress portraits (never LFW, where accuracy is measured).
+Speed: the same real LFW chips (5-point, padding 0.25) at batch 32 with 1 and 2 intra-op threads, best of
+`--repeats`. Agreement: the model 2.0 descriptor (12 views averaged) of `--faces` LFW faces from each model,
+L2 distance to the float32 descriptor, against the distance of LFW's same-person pairs (about 0.43 with
+unit vectors) and the search thresholds' margins.
+
+    .venv/bin/python bench/quantize.py [--faces 96] [--repeats 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from faceprint import config
+from faceprint.embedders.dlib_to_onnx import INPUT_NAME, ensure_onnx_model
+from faceprint.embedders.onnx_resnet import session_options
+from faceprint.engine import FaceEngine, unit_rows
+
+
+def face_views(files: list[Path], n: int) -> np.ndarray:
+    """(faces, 12, 150, 150, 3): the model 2.0 chips of the largest face of each image, up to `n` faces."""
+    engine = FaceEngine.shared()
+    views = []
+    for path in files:
+        faces = engine.detect(path, max_faces=1)
+        if faces:
+            views.append(faces[0].views)
+        if len(views) == n:
+            break
+    return np.stack(views)
+
+
+class ChipReader:
+    """Calibration batches for `quantize_static`."""
+
+    def __init__(self, chips: np.ndarray, batch: int = 16) -> None:
+        self._batches = iter([chips[i : i + batch] for i in range(0, len(chips), batch)])
+
+    def get_next(self) -> dict | None:
+        batch = next(self._batches, None)
+        return None if batch is None else {INPUT_NAME: batch}
+
+
+def build_models(fp32: Path, calibration: np.ndarray, out: Path) -> dict[str, Path]:
+    """The int8 models (static QDQ calibrated on `calibration`, dynamic), built once into `out`."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out.mkdir(parents=True, exist_ok=True)
+    pre = out / "pre.onnx"
+    models = {"int8_static_qdq": out / "static.onnx", "int8_dynamic": out / "dynamic.onnx"}
+    if all(p.exists() and p.stat().st_mtime > fp32.stat().st_mtime for p in models.values()):
+        return models  # built by an earlier run from the same float32 model
+    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)  # the shapes are static but the batch
+    quantize_static(
+        str(pre),
+        str(models["int8_static_qdq"]),
+        ChipReader(calibration),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    quantize_dynamic(str(pre), str(models["int8_dynamic"]), weight_type=QuantType.QUInt8)
+    return models
+
+
+def ms_per_chip(session: ort.InferenceSession, chips: np.ndarray, repeats: int, batch: int = 32) -> float:
+    session.run(None, {INPUT_NAME: chips[:batch]})
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(0, len(chips), batch):
+            session.run(None, {INPUT_NAME: chips[i : i + batch]})
+        best = min(best, (time.perf_counter() - t0) * 1000 / len(chips))
+    return best
+
+
+def describe(session: ort.InferenceSession, views: np.ndarray) -> np.ndarray:
+    """Model 2.0 descriptors (views and their mirrors averaged, unit length) with `session`."""
+    n, cuts = views.shape[:2]
+    chips = views.reshape(n * cuts, *views.shape[2:])
+    chips = np.concatenate([chips, chips[:, :, ::-1]])
+    vecs = np.concatenate(
+        [session.run(None, {INPUT_NAME: chips[i : i + 32]})[0] for i in range(0, len(chips), 32)]
+    )
+    return unit_rows(vecs.reshape(2, n, cuts, -1).mean(axis=(0, 2)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--faces", type=int, default=96)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    data = config.data_dir()
+    fp32 = ensure_onnx_model()
+    congress = sorted((data / "congress" / "photos").glob("*.jpg"))[:24]
+    calibration = face_views(congress, 24).reshape(-1, 150, 150, 3)
+    lfw = sorted((data / "lfw" / "lfw-deepfunneled").glob("*/*_0001.jpg"))[::7][: args.faces * 2]
+    views = face_views(lfw, args.faces)
+    chips = views[:, 2].copy()  # the (5-point, 0.25) chip of each face: dlib's own
+    chips = chips[: len(chips) // 32 * 32]
+    paths = {"float32": fp32, **build_models(fp32, calibration, config.cache_dir() / "quantization-study")}
+    rows: dict[str, dict] = {}
+    reference = None
+    for name, path in paths.items():
+        row: dict = {}
+        for threads in (1, 2):
+            session = ort.InferenceSession(
+                str(path), session_options(threads), providers=["CPUExecutionProvider"]
+            )
+            row[f"ms_per_chip_{threads}_threads"] = round(ms_per_chip(session, chips, args.repeats), 3)
+        vectors = describe(session, views)
+        if reference is None:
+            reference = vectors
+        d = np.linalg.norm(vectors - reference, axis=1)
+        row.update({"l2_to_float32_mean": float(d.mean()), "l2_to_float32_max": float(d.max())})
+        rows[name] = row
+    base = rows["float32"]
+    for name, row in rows.items():
+        row["speedup_2_threads"] = round(base["ms_per_chip_2_threads"] / row["ms_per_chip_2_threads"], 2)
+        row["speedup_1_thread"] = round(base["ms_per_chip_1_threads"] / row["ms_per_chip_1_threads"], 2)
+        print(
+            f"{name:18s} {row['ms_per_chip_1_threads']:6.2f} ms/chip "
+            f"(1 thread, {row['speedup_1_thread']:.2f}x) "
+            f"{row['ms_per_chip_2_threads']:6.2f} ms/chip (2 threads, {row['speedup_2_threads']:.2f}x) | "
+            f"descriptor L2 to float32 mean {row['l2_to_float32_mean']:.4f} "
+            f"max {row['l2_to_float32_max']:.4f}"
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "bench": "quantize",
+                    "faces": len(views),
+                    "chips": len(chips),
+                    "models": rows,
+                    "loadavg_before": load,
+                    "loadavg_after": os.getloadavg(),
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
