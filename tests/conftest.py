@@ -32,6 +32,15 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ["FACEPRINT_HOME"] = saved
 
 
+@pytest.fixture(autouse=True)
+def _restore_home_setting() -> Iterator[None]:
+    """In-process CLI calls with `--home` set FACEPRINT_HOME for the process (as the CLI should): undo it."""
+    saved = os.environ.get("FACEPRINT_HOME")
+    yield
+    if saved is not None:
+        os.environ["FACEPRINT_HOME"] = saved
+
+
 @pytest.fixture(scope="session")
 def examples() -> Path:
     return EXAMPLES
