@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "faceprint.cli.server",  # serve, demo, keys, audit-log
     "faceprint.cli.video",  # video detect|search
     "faceprint.cli.accuracy",  # eval, audit, calibrate
+    "faceprint.cli.cohort",  # cohort build|show
 ]
 
 
