@@ -304,8 +304,17 @@ def main() -> None:
         n_times, n_found = time_index(search, queries, K)
         n50, n99 = percentiles_ms(n_times)
         n_recall = float(np.mean(n_found[:, 0] == best.ids))
+        single = []
+        for q in queries[:200]:  # what one IndexFaces (or one probe) adds: the statistics of one face
+            t0 = time.perf_counter()
+            scorer.stats(q[None, :])
+            single.append(time.perf_counter() - t0)
+        s50, s99 = percentiles_ms(single)
         normalised = {
             "scorer": scorer.name,
+            "one_face_stats_p50_ms": round(s50, 3),
+            "one_face_stats_p99_ms": round(s99, 3),
+            "ratio_p50_vs_raw_index": round(n50 / p50, 2),
             "shortlist": args.shortlist,
             "p50_ms": round(n50, 3),
             "p99_ms": round(n99, 3),

@@ -33,9 +33,19 @@ def cohort_images(folder: Path) -> list[tuple[str, Path]]:
     return out
 
 
+def check_enough(folder: Path, images: int, min_faces: int = DEFAULT_TOP_K) -> None:
+    """Refuse a folder with fewer images than a cohort needs faces, before embedding any."""
+    if images < min_faces:
+        raise InvalidParameterError(
+            f"{folder}: {images} images; a cohort needs at least {min_faces} faces (its top-k statistics "
+            f"use the {min_faces} closest cohort faces)"
+        )
+
+
 def build_cohort(engine, folder: Path, progress=None, min_faces: int = DEFAULT_TOP_K) -> Cohort:
     """Embed the largest face of each image of `folder`; at least `min_faces` faces are required."""
     images = cohort_images(folder)
+    check_enough(folder, len(images), min_faces)
     vectors, people, skipped = [], set(), 0
     for person, path in images:
         try:

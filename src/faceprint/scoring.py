@@ -259,7 +259,7 @@ def _scorer(table_path: str | None, cohort_file: str) -> Scorer:
     cohort = Cohort.load(cohort_file)
     cohort = Cohort(cohort.vectors, cohort.model_version, {**cohort.provenance, "file": cohort_file})
     scorer = Scorer(table.model_version, table, cohort, int(table.score.get("top_k", DEFAULT_TOP_K)))
-    scorer.check(table.model_version, cohort.dim)
+    scorer.check(table.model_version, int(table.score.get("dim", cohort.dim)))
     calibrated_with = table.score.get("cohort")
     if calibrated_with and calibrated_with != cohort.fingerprint:
         log.warning(

@@ -313,6 +313,7 @@ def run_calibration(
         "top_k": TOP_K,
         "cohort": cohort.fingerprint,
         "cohort_faces": len(cohort),
+        "dim": cohort.dim,
     }
     doc = build_table(scores, engine.model_version, prov, SNORM_MAP, score)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -107,6 +107,21 @@ def eval_lfw_command(
         t.add_row(f"TAR at FAR {far}", f"{100 * v['tar']:.2f}%")
     for name, v in result["accuracy_at_fixed_threshold"].items():
         t.add_row(f"accuracy at {name} ({v['threshold']:g})", f"{100 * v['accuracy']:.2f}%")
+    n = result["normalised"]
+    t.add_row(
+        "normalised: 10-fold accuracy", f"{100 * n['accuracy_mean']:.2f}% ± {100 * n['accuracy_std']:.2f}"
+    )
+    for far, v in n["tar_at_far"].items():
+        t.add_row(f"normalised: TAR at FAR {far}", f"{100 * v['tar']:.2f}%")
+    for name, v in n["accuracy_at_fixed_threshold"].items():
+        t.add_row(f"normalised: accuracy at {name} ({v['threshold']:g})", f"{100 * v['accuracy']:.2f}%")
+    if "heldout" in result:
+        h = result["heldout"]
+        for key in h["raw"]:
+            t.add_row(
+                f"held-out TAR at FMR {key}: raw / normalised",
+                f"{100 * h['raw'][key]:.1f}% / {100 * h['normalised'][key]:.1f}%",
+            )
     t.add_row("faces found only by the CNN retry", f"{result['detected_by_cnn_retry']} of {result['images']}")
     t.add_row("images without a detected face (fallback box)", f"{result['fallback']} of {result['images']}")
     Console().print(t)

@@ -30,12 +30,13 @@ def build_command(folder: Path, output: Path | None, as_json: bool) -> None:
     FACEPRINT_COHORT=<file>, and recalibrate with `faceprint calibrate --cohort <file>`."""
     from faceprint.accuracy.embeddings import progress_bar
     from faceprint.audit import record_local
-    from faceprint.cohort_builder import build_cohort, cohort_images
+    from faceprint.cohort_builder import build_cohort, check_enough, cohort_images
     from faceprint.config import home_dir
     from faceprint.engine import FaceEngine
 
     engine = FaceEngine.shared()
     total = len(cohort_images(folder))
+    check_enough(folder, total)
     with progress_bar(Console(stderr=True)) as bar:
         task = bar.add_task(f"Embedding {folder}", total=total)
         cohort = build_cohort(engine, folder, progress=lambda: bar.advance(task))
