@@ -54,6 +54,11 @@ def _engine_options(func: F) -> F:
     return click.option("--detector", type=click.Choice(DETECTORS), default="auto", show_default=True)(func)
 
 
+def _or_nan(value: float | None) -> float:
+    """A rate for a table cell: None (a group without pairs in a subset run) prints as nan."""
+    return float("nan") if value is None else float(value)
+
+
 def _json_line(payload: dict) -> None:
     """One JSON object on one line: the last line of stdout."""
     click.echo(json.dumps(payload, separators=(",", ":"), default=float))
@@ -181,13 +186,14 @@ def audit_command(
         )
     t.add_row(
         "women/men FMR ratio at the 1:1 default: raw / normalised",
-        f"{raw['gender_fmr_ratio_at_default'] or 0:.2f} / {norm['gender_fmr_ratio_at_default'] or 0:.2f}",
+        f"{_or_nan(raw['gender_fmr_ratio_at_default']):.2f} / "
+        f"{_or_nan(norm['gender_fmr_ratio_at_default']):.2f}",
     )
     for g in ("female", "male"):
         t.add_row(
             f"{g} FNMR at the 1:1 default: raw / normalised",
-            f"{raw['fnmr_by_gender_at_default'][g] or 0:.1%} / "
-            f"{norm['fnmr_by_gender_at_default'][g] or 0:.1%}",
+            f"{_or_nan(raw['fnmr_by_gender_at_default'][g]):.1%} / "
+            f"{_or_nan(norm['fnmr_by_gender_at_default'][g]):.1%}",
         )
     t.add_row(
         "FNMR at the 1:N default for 10,000 faces: raw / normalised",
@@ -214,7 +220,7 @@ def audit_command(
     for g, row in gender["rows"].items():
         t.add_row(
             f"FMR / FNMR at {FACEPRINT} 1:1 ({gender['threshold']:g}), {g}",
-            f"{row['fmr']:.2g} / {row['fnmr']:.2%}",
+            f"{_or_nan(row['fmr']):.2g} / {_or_nan(row['fnmr']):.2%}",
         )
     for name in (REKOGNITION, FACEPRINT):
         b = idn[name]
