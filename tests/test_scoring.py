@@ -189,9 +189,9 @@ def test_cohort_build_cli(tmp_path: Path) -> None:
         timeout=300,
         check=False,
     )
-    assert out.returncode == 2 and "at least 200" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert out.returncode == 2 and "at least 400" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     folder = tmp_path / "people"
-    people = sorted(d.name for d in LFW.iterdir())[:205]
+    people = sorted(d.name for d in LFW.iterdir())[:405]
     for p in people:
         (folder / p).mkdir(parents=True)
         (folder / p / "1.jpg").symlink_to(_lfw(p, 1))
@@ -205,7 +205,7 @@ def test_cohort_build_cli(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     cohort = scoring.Cohort.load(target)
-    assert 200 <= len(cohort) <= 205 and cohort.model_version == "2.0" and cohort.dim == 128
+    assert 400 <= len(cohort) <= 405 and cohort.model_version == "2.0" and cohort.dim == 128
     assert cohort.provenance["people"] == len(cohort) and (target.stat().st_mode & 0o077) == 0
     custom = scoring.Scorer("2.0", scoring.default_scorer().table, cohort)
     custom.check("2.0", 128)

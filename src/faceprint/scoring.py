@@ -34,7 +34,7 @@ import numpy as np
 from faceprint.calibration import CalibrationTable
 from faceprint.errors import FaceprintError
 
-DEFAULT_TOP_K = 200
+DEFAULT_TOP_K = 400
 SD_FLOOR = 1e-4  # statistics of a degenerate cohort never divide by zero
 COHORT_FORMAT = "faceprint-cohort-1"
 FLOAT = np.float32
