@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from faceprint.accuracy.folds import CALIBRATION_FOLDS, fold_of
+from faceprint.accuracy.lfw import read_images
 from faceprint.calibration import table
 from faceprint.scoring import Cohort
 
@@ -53,7 +55,11 @@ def test_calibrate_writes_a_loadable_table(env: dict[str, str], tmp_path: Path) 
     cal = table(str(out))
     prov = cal.provenance
     assert prov["command"].startswith("faceprint calibrate") and prov["impostor_pairs"] == r["impostor_pairs"]
-    assert prov["images_scored"] + prov["images_without_face"] == 150
+    # the table is measured on the calibration folds' people only (the others are cohort or held out)
+    images = read_images()
+    calibration_images = sum(fold_of(p) in CALIBRATION_FOLDS for p in images.persons[:150])
+    assert prov["images"] == 150 and 0 < prov["images_scored"] <= calibration_images
+    assert prov["images_scored"] >= calibration_images - prov["images_without_face"]
     assert cal.model_version == r["model_version"]
     assert cal.false_match_rate(99) < cal.false_match_rate(80) < cal.false_match_rate(50) <= 1
     assert r["compare_threshold_fmr_1e-4"] == cal.threshold_for_fmr(1e-4)

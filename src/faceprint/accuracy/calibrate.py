@@ -98,12 +98,15 @@ def fit_tail(
     }
 
 
-def histograms(genuine: np.ndarray, impostor: np.ndarray) -> PairScores:
-    """PairScores holding only the Similarity histograms of these genuine and impostor scores."""
+def histograms(
+    genuine: np.ndarray, impostor: np.ndarray, genuine_weights: np.ndarray | None = None
+) -> PairScores:
+    """PairScores holding only the Similarity histograms of these genuine and impostor scores
+    (`genuine_weights`: a weight per genuine pair, e.g. 1 / pairs of its person)."""
     empty = np.zeros(0, np.int32)
     return PairScores(
         groups=[],
-        genuine_hist=np.bincount(to_bins(genuine), minlength=BINS),
+        genuine_hist=np.bincount(to_bins(genuine), weights=genuine_weights, minlength=BINS),
         impostor_hist=np.bincount(to_bins(impostor), minlength=BINS),
         impostor_hist_by_group=np.zeros((0, BINS), np.int64),
         genuine_i=empty,
@@ -194,6 +197,21 @@ def raw_path(table_path: Path) -> Path:
     return Path(table_path).with_name(Path(table_path).stem + "_raw.json")
 
 
+def weighting(genuine_pairs: int, people: int) -> dict:
+    return {
+        "genuine_pairs": genuine_pairs,
+        "people_with_genuine_pairs": people,
+        "fnmr_weighting": "per person: each person with 2+ images counts once",
+    }
+
+
+def person_weights(genuine_person: np.ndarray) -> np.ndarray:
+    """Weight 1 / (genuine pairs of the person) per genuine pair: the table's FNMR is then the mean over
+    people, so one person with hundreds of photos does not stand for everyone."""
+    counts = np.bincount(genuine_person)
+    return 1.0 / counts[genuine_person]
+
+
 def _distance(cos: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(0.0, 2.0 - 2.0 * np.asarray(cos, np.float64)))
 
@@ -277,7 +295,8 @@ def run_calibration(
         raise DatasetError("the calibration folds hold fewer than two people with a detected face")
     vectors = es.vectors[calib]
     pairs = all_pairs(vectors, ids, scoring.cohort_stats(vectors, cohort.vectors, TOP_K))
-    scores = histograms(SNORM_MAP.percent(pairs.genuine), SNORM_MAP.percent(pairs.impostor))
+    weights = person_weights(ids[pairs.genuine_i])
+    scores = histograms(SNORM_MAP.percent(pairs.genuine), SNORM_MAP.percent(pairs.impostor), weights)
     kept_paths = [p for p, k in zip(images.paths, calib, strict=True) if k]
     top_imp = np.argsort(-pairs.impostor)[:10]
     imp_i, imp_j = np.triu_indices(len(vectors), 1)
@@ -316,17 +335,23 @@ def run_calibration(
         "dim": cohort.dim,
     }
     doc = build_table(scores, engine.model_version, prov, SNORM_MAP, score)
+    doc["provenance"].update(weighting(len(pairs.genuine), scores.n_genuine))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(doc, indent=1) + "\n")
     # the same pairs scored raw: what faceprint did before cohort normalisation (the audit's baseline)
     raw = all_pairs(vectors, ids)
     raw_map = DistanceMap()
     raw_doc = build_table(
-        histograms(raw_map.percent(_distance(raw.genuine)), raw_map.percent(_distance(raw.impostor))),
+        histograms(
+            raw_map.percent(_distance(raw.genuine)),
+            raw_map.percent(_distance(raw.impostor)),
+            person_weights(ids[raw.genuine_i]),
+        ),
         engine.model_version,
         {**prov, "highest_impostor_pairs": None, "note": "raw scores (no cohort): the audit's baseline"},
         raw_map,
     )
+    raw_doc["provenance"].update(weighting(len(raw.genuine), scores.n_genuine))
     raw_path(output).write_text(json.dumps(raw_doc, indent=1) + "\n")
     calibration.table.cache_clear()
     scoring.clear_cache()
@@ -340,7 +365,8 @@ def run_calibration(
         "images_without_face": counts["images_without_face"],
         "identities": counts["identities"],
         "impostor_pairs": scores.n_impostor,
-        "genuine_pairs": scores.n_genuine,
+        "genuine_pairs": len(pairs.genuine),
+        "people_with_genuine_pairs": scores.n_genuine,
         "tail": doc["tail"],
         "tail_fit": doc["provenance"]["tail_fit"],
         "fmr_at_80": cal.false_match_rate(80.0),

@@ -59,7 +59,8 @@ class PairScores:
 
     @property
     def n_genuine(self) -> int:
-        return int(self.genuine_hist.sum())
+        """Genuine pairs (or, for a weighted histogram, the sum of the weights)."""
+        return round(float(self.genuine_hist.sum()))
 
     @property
     def n_impostor(self) -> int:
