@@ -101,6 +101,32 @@ def lfw_embeddings(min_images: int = 2, per_person: int = 3) -> LfwEmbeddings:
     return LfwEmbeddings(vectors, people, kept)
 
 
+def model_lfw_embeddings(
+    min_images: int = 2, per_person: int = 3, model_version: str = "2.0", detector: str = "auto"
+) -> LfwEmbeddings:
+    """The engine's own vectors (model 2.0, from the accuracy cache that `faceprint calibrate` fills) of
+    `select_files(min_images, per_person)`, leaving out people of the cohort folds (their vectors are
+    the cohort) and images without a detected face. Nothing is embedded here."""
+    from faceprint.accuracy import folds
+    from faceprint.accuracy.embeddings import DETECTED, cache_path
+
+    path = cache_path("lfw", detector, model_version)
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run `faceprint calibrate` first")
+    with np.load(path, allow_pickle=False) as z:
+        pos = {str(k): i for i, k in enumerate(z["keys"])}
+        status, vectors = z["status"], z["vectors"]
+    files = [
+        f
+        for f in select_files(min_images, per_person)
+        if f in pos
+        and status[pos[f]] == DETECTED
+        and folds.fold_of(Path(f).parent.name) not in folds.COHORT_FOLDS
+    ]
+    people = np.asarray([Path(f).parent.name for f in files])
+    return LfwEmbeddings(vectors[[pos[f] for f in files]], people, np.asarray(files))
+
+
 if __name__ == "__main__":
     emb = lfw_embeddings()
     norms = np.linalg.norm(emb.vectors, axis=1)

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from faceprint.accuracy.folds import CALIBRATION_FOLDS, fold_of
+from faceprint.accuracy.lfw import read_images
 from faceprint.calibration import table
+from faceprint.scoring import Cohort
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +55,19 @@ def test_calibrate_writes_a_loadable_table(env: dict[str, str], tmp_path: Path) 
     cal = table(str(out))
     prov = cal.provenance
     assert prov["command"].startswith("faceprint calibrate") and prov["impostor_pairs"] == r["impostor_pairs"]
-    assert prov["images_scored"] + prov["images_without_face"] == 150
+    # the table is measured on the calibration folds' people only (the others are cohort or held out)
+    images = read_images()
+    calibration_images = sum(fold_of(p) in CALIBRATION_FOLDS for p in images.persons[:150])
+    assert prov["images"] == 150 and 0 < prov["images_scored"] <= calibration_images
+    assert prov["images_scored"] >= calibration_images - prov["images_without_face"]
     assert cal.model_version == r["model_version"]
     assert cal.false_match_rate(99) < cal.false_match_rate(80) < cal.false_match_rate(50) <= 1
     assert r["compare_threshold_fmr_1e-4"] == cal.threshold_for_fmr(1e-4)
+    # the cohort is written beside the table, from cohort-fold people only, and the table names it
+    cohort = Cohort.load(tmp_path / "cohort.npz")
+    assert cal.score["kind"] == "s-norm" and cal.score["cohort"] == cohort.fingerprint
+    assert cohort.provenance["faces"] == len(cohort) and cohort.model_version == cal.model_version
+    assert table(str(tmp_path / "calibration_raw.json")).score["kind"] == "raw"
 
 
 def test_audit_subset_writes_html_and_json(env: dict[str, str], tmp_path: Path) -> None:
@@ -74,6 +86,16 @@ def test_audit_subset_writes_html_and_json(env: dict[str, str], tmp_path: Path) 
     assert idn["members"] == 40 and idn["thresholds"]["Rekognition 80"] == 80.0
     assert idn["thresholds"]["faceprint default"] > 80.0
     assert "Traceback" not in html and "faceprint audit --limit 40" in html
+    # the issue's numbers, normalised, with the raw ones beside them
+    for summary in (r, r["raw"]):
+        assert set(summary["heldout_tar_at_fmr"]) >= {"1e-4", "1e-5", "1e-6"}
+        assert all(0 <= v <= 1 for v in summary["heldout_tar_at_fmr"].values())
+        assert {"members_falsely_matched_at_default", "mates_found_at_default", "mates"} <= set(
+            summary["congress"]
+        )
+        assert "gender_fmr_ratio_at_default" in summary
+    assert report["scoring"]["normalised"]["scorer"].startswith("s-norm")
+    assert r["congress"]["threshold"] == idn["thresholds"]["faceprint default"]
 
 
 def test_bad_data_folder_is_a_one_line_error(env: dict[str, str], tmp_path: Path) -> None:

@@ -117,6 +117,17 @@ def test_lfw_identification_at_the_default_threshold(svc: Collections, lfw: dict
         assert bool(resp["FaceMatches"]) == (lfw_scores["genuine"][i] >= default)
 
 
+def test_rekognition_80_is_honoured_with_its_warning(svc: Collections, lfw: dict) -> None:
+    """80 still works as an explicit threshold; in 200 faces it implies more than one expected false
+    match per search, so the response (and the log) warns, naming the calibrated default."""
+    person = lfw["enrolled"][1]
+    resp = svc.search_faces_by_image(CollectionId="lfw", Image=_lfw(person, 2), FaceMatchThreshold=80)
+    assert resp["FaceMatchThreshold"] == 80
+    assert all(m["Similarity"] >= 80 for m in resp["FaceMatches"])
+    assert resp["ExpectedFalseMatches"] == pytest.approx(sim.false_match_rate(80) * len(lfw["face_of"]))
+    assert resp["ExpectedFalseMatches"] > 1 and "expected false matches" in resp["Warnings"][0]
+
+
 def test_search_faces_by_face_id_excludes_itself(svc: Collections, lfw: dict) -> None:
     person = lfw["enrolled"][0]
     face_id = lfw["face_of"][person]

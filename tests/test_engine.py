@@ -12,6 +12,7 @@ from faceprint.engine import FaceEngine
 from faceprint.errors import InvalidParameterError
 from faceprint.images import load_image
 from faceprint.landmarks import LANDMARK_POINTS
+from faceprint.scoring import default_scorer
 
 
 @pytest.fixture(scope="module")
@@ -117,12 +118,14 @@ def test_knn_examples_are_all_identified(engine: FaceEngine) -> None:
         "alex_lacamoire1.jpg": {"alex_lacamoire"},
     }
     threshold = similarity.default_compare_threshold()
+    scorer = default_scorer()
+    gallery_stats = scorer.stats(g)
     for path in sorted((KNN / "test").iterdir()):
         found = set()
         for face in engine.analyze(path):
-            d = np.linalg.norm(g - face.embedding, axis=1)
-            if similarity.similarity(float(d.min())) >= threshold:
-                found.add(labels[int(d.argmin())])
+            scores = scorer.scores(face.embedding, None, g, gallery_stats)  # normalised Similarity
+            if scores.max() >= threshold:
+                found.add(labels[int(scores.argmax())])
         assert found == expected[path.name], path.name
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from faceprint import scoring
 from faceprint import similarity as sim
 from faceprint.engine import MAX_FACES, Face, FaceEngine
 from faceprint.errors import InvalidParameterError
@@ -24,7 +25,7 @@ class Comparison:
     """How alike the largest faces of two images are, and what that score means."""
 
     distance: float  # Euclidean distance between the two descriptors
-    similarity: float  # Rekognition-style percent
+    similarity: float  # Rekognition-style percent of the cohort-normalised score
     false_match_rate: float  # share of different-person pairs that score at least this high
     threshold: float  # the threshold `is_match` used
     is_match: bool
@@ -54,7 +55,9 @@ def compare(a: ImageSource, b: ImageSource, threshold: float | None = None) -> C
             f"no face was detected in the {'first' if va is None else 'second'} image"
         )
     distance = float(np.linalg.norm(va - vb))
-    score = sim.similarity(distance)
+    scorer = scoring.default_scorer()
+    scorer.check(engine.model_version, engine.dim)
+    score = scorer.pair(va, vb)
     cut = sim.default_compare_threshold() if threshold is None else float(threshold)
     return Comparison(
         distance=distance,

@@ -7,8 +7,13 @@
      "similarity": [s_0 < s_1 < ...],         # grid of Similarity thresholds (percent)
      "fmr": [...],                            # share of impostor pairs scoring >= s_i
      "fnmr": [...],                           # share of genuine pairs scoring < s_i
-     "tail": {"from": s_t, "variable": "distance", "intercept": a, "slope": b}}
-                                              # log10(FMR) = a + b * d for Similarity >= s_t, d its distance
+     "tail": {"from": s_t, "variable": "score", "intercept": a, "slope": b},
+                                              # log10(FMR) = a + b * x for Similarity >= s_t, x its score
+     "similarity_map": {"kind": "logistic", "centre": c, "scale": w},   # score -> Similarity
+     "score": {"kind": "s-norm", "top_k": k, "cohort": fingerprint}}    # how scores are computed
+
+The score variable x is the cohort-normalised score (see `faceprint.scoring`), or, for a raw table
+(`"variable": "distance"`, no `similarity_map`), the L2 distance of unit vectors.
 
 At and above `from` (where fewer than 100 impostor pairs were observed, and LFW's label noise dominates)
 the FMR comes from the fitted log-linear tail: an estimate, flagged as such in the provenance, floored
@@ -26,6 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from faceprint.similarity_maps import SimilarityMap
+from faceprint.similarity_maps import from_json as map_from_json
+
 FMR_FLOOR = 1e-15
 
 
@@ -39,6 +47,8 @@ class CalibrationTable:
     tail_slope: float
     model_version: str
     provenance: dict
+    similarity_map: SimilarityMap
+    score: dict  # {"kind": "s-norm" | "raw", "top_k": k, "cohort": fingerprint}
 
     @classmethod
     def from_json(cls, data: dict) -> CalibrationTable:
@@ -52,16 +62,18 @@ class CalibrationTable:
             tail_slope=float(tail["slope"]),
             model_version=str(data.get("model_version", "")),
             provenance=dict(data.get("provenance", {})),
+            similarity_map=map_from_json(data.get("similarity_map")),
+            score=dict(data.get("score", {"kind": "raw"})),
         )
 
     def false_match_rate(self, percent: float) -> float:
         """Estimated share of different-person pairs scoring >= `percent` (monotone non-increasing)."""
         s = float(np.clip(percent, 0.0, 100.0))
         if s >= self.tail_from:
-            from faceprint.similarity import distance_for_similarity  # similarity imports this module
-
-            d = distance_for_similarity(s)
-            return max(FMR_FLOOR, min(1.0, 10.0 ** (self.tail_intercept + self.tail_slope * d)))
+            x = self.similarity_map.inverse(s)
+            if not np.isfinite(x):
+                return FMR_FLOOR
+            return max(FMR_FLOOR, min(1.0, 10.0 ** (self.tail_intercept + self.tail_slope * x)))
         log_fmr = np.log10(np.maximum(self.fmr, FMR_FLOOR))
         return float(max(FMR_FLOOR, 10.0 ** np.interp(s, self.similarity, log_fmr)))
 

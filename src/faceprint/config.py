@@ -31,6 +31,12 @@ def cache_dir() -> Path:
     return Path(xdg).expanduser() / "faceprint"
 
 
+def cohort_file() -> Path | None:
+    """A cohort file from `faceprint cohort build` (`FACEPRINT_COHORT`); None: the shipped cohort."""
+    env = os.environ.get("FACEPRINT_COHORT")
+    return Path(env).expanduser() if env else None
+
+
 @dataclass(frozen=True)
 class ImageLimits:
     """Input limits; the defaults are Rekognition's."""

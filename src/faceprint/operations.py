@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from faceprint import audit
+from faceprint import audit, scoring
 from faceprint import similarity as sim
 from faceprint.collections.quality import check_quality_filter, unindexed_reasons
 from faceprint.engine import MAX_FACES, Face, FaceEngine
@@ -55,13 +55,16 @@ def compare_faces(
     """CompareFaces: the largest face of `source` against each of the 100 largest faces of `target`.
 
     Without a threshold, faceprint's calibrated default (FMR <= 1e-4) applies; Rekognition's 80 can
-    be passed explicitly. Every match carries `EstimatedFalseMatchRate`, an extra member.
+    be passed explicitly. Similarity is the cohort-normalised score (`faceprint.scoring`). Every match
+    carries `EstimatedFalseMatchRate`, an extra member.
     """
     threshold = check_threshold(similarity_threshold, "SimilarityThreshold")
     qfilter = check_quality_filter(quality_filter, "NONE")
     if threshold is None:
         threshold = sim.default_compare_threshold()
     engine = engine or FaceEngine.shared()
+    scorer = scoring.default_scorer()
+    scorer.check(engine.model_version, engine.dim)
     src_img, tgt_img = load_image(source), load_image(target)
     src_found = engine.detect(src_img, max_faces=1)
     if not src_found:
@@ -77,12 +80,20 @@ def compare_faces(
     engine.embed_faces(None, src_faces + tgt_faces)
     src = src_faces[0]
     matches, unmatched = [], []
-    for face in tgt_faces:
-        score = sim.similarity(float(np.linalg.norm(face.embedding - src.embedding)))
+    scores = (
+        scorer.scores(src.embedding, None, np.stack([f.embedding for f in tgt_faces]), None)
+        if tgt_faces
+        else []
+    )
+    for face, score in zip(tgt_faces, scores, strict=True):
         shape = compared_face(face, tgt_img.width, tgt_img.height)
         if score >= threshold:
             matches.append(
-                {"Similarity": score, "Face": shape, "EstimatedFalseMatchRate": sim.false_match_rate(score)}
+                {
+                    "Similarity": float(score),
+                    "Face": shape,
+                    "EstimatedFalseMatchRate": scorer.false_match_rate(float(score)),
+                }
             )
         else:
             unmatched.append(shape)

@@ -1,8 +1,11 @@
 """`faceprint audit`: verification, identification and detection audit, written as HTML + JSON.
 
-1. Verification on all pairs of LFW by gender, and by perceived race on the 62-person attribute subset.
+0. Scoring: raw against cohort-normalised scores, side by side, on LFW's held-out folds
+   (`faceprint.accuracy.scoring_audit`).
+1. Verification on all pairs of LFW's held-out people by gender, and by perceived race on the 62-person
+   attribute subset (cohort-normalised scores).
 2. Identification, ACLU-style: Congress portraits searched against every LFW face; alternative photos
-   of members searched against LFW plus the portraits.
+   of members searched against LFW plus the portraits (normalised; the raw figures beside them).
 3. Detection: share of UTKFace crops where a face is found, by race, gender and age band.
 Embeddings are cached (see `faceprint.accuracy.embeddings`), so a second run skips the slow part.
 """
@@ -19,12 +22,12 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from faceprint import calibration
+from faceprint import scoring
 from faceprint import similarity as sim
 from faceprint.accuracy import audit_figures as figs
 from faceprint.accuracy import congress as cg
 from faceprint.accuracy import detection_audit as da
-from faceprint.accuracy import lfw
+from faceprint.accuracy import folds, lfw, scoring_audit
 from faceprint.accuracy.embeddings import DETECTED, accuracy_cache_dir, embed_dataset, progress_bar
 from faceprint.accuracy.verification import demographic_verification
 from faceprint.config import data_dir
@@ -68,6 +71,7 @@ def _verification(
     console,
     n_boot,
     title,
+    scorer,
 ) -> dict:
     keep = es.status == DETECTED
     persons = [images.persons[i] for i in range(len(images))]
@@ -83,8 +87,19 @@ def _verification(
     no_face["all"] = (int((~keep).sum()), len(keep))
     bar, update = _pairs_progress(console, title, int(keep.sum()))
     with bar:
+        vectors = es.vectors[keep]
+        stats = scorer.stats(vectors) if scorer.normalised else None
         out = demographic_verification(
-            es.vectors[keep], ids_all[keep], person_group, groups, thresholds, no_face, update, n_boot
+            vectors,
+            ids_all[keep],
+            person_group,
+            groups,
+            thresholds,
+            no_face,
+            update,
+            n_boot,
+            scorer=scorer,
+            stats=stats,
         )
     out["images_scored"] = int(keep.sum())
     out["images_without_face"] = int((~keep).sum())
@@ -112,9 +127,11 @@ def run_audit(
     """Run all three parts, write figures, audit.json and audit.html into `out_dir`; return the results."""
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
-    table = calibration.table()
+    scorer = scoring.default_scorer()
+    scorer.check(engine.model_version, engine.dim)
+    table = scorer.table
     out_dir.mkdir(parents=True, exist_ok=True)
-    t_cmp = sim.default_compare_threshold()
+    t_cmp = scorer.default_compare_threshold()
     verify_thresholds = {REKOGNITION: sim.REKOGNITION_DEFAULT_THRESHOLD, FACEPRINT: t_cmp}
 
     # --- LFW embeddings -------------------------------------------------------------------------------
@@ -127,18 +144,32 @@ def run_audit(
     es = embed_dataset(engine, "lfw", lfw_dir, images.paths, policy="central", fallback=True, console=console)
     timings["embed_lfw"] = time.perf_counter() - t0
 
-    # --- 1. Verification ------------------------------------------------------------------------------
+    # --- 0. Raw against normalised scores, held-out people -----------------------------------------
     t0 = time.perf_counter()
     genders = lfw.person_genders(images)
+    keep = es.status == DETECTED
+    kept_persons = [p for p, k in zip(images.persons, keep, strict=True) if k]
+    raw = scoring_audit.raw_scorer()
+    scorers = {"raw": raw, "normalised": scorer}
+    comparison = scoring_audit.compare(scorers, es.vectors[keep], kept_persons, genders)
+    timings["scoring"] = time.perf_counter() - t0
+
+    # --- 1. Verification ------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    held = [i for i, p in enumerate(images.persons) if folds.fold_of(p) in folds.HELDOUT_FOLDS]
+    held_images = lfw.LfwImages(
+        [images.paths[i] for i in held], [images.persons[i] for i in held], [images.genders[i] for i in held]
+    )
     by_gender = _verification(
-        es,
-        images,
+        es.subset(held_images.paths),
+        held_images,
         genders,
         ["female", "male"],
         verify_thresholds,
         console,
         n_boot,
         "Scoring LFW pairs by gender",
+        scorer,
     )
     races = lfw.person_races(attrs)
     sub = [i for i, p in enumerate(images.paths) if p in attrs]
@@ -154,13 +185,14 @@ def run_audit(
         console,
         n_boot,
         "Scoring attribute-subset pairs by race",
+        scorer,
     )
     by_race["person_labels"] = {p: races[p] for p in sorted(set(sub_images.persons))}
     timings["verification"] = time.perf_counter() - t0
 
     # --- 2. Identification ----------------------------------------------------------------------------
     t0 = time.perf_counter()
-    identification = _identification(engine, images, es, table, console, limit)
+    identification = _identification(engine, images, es, scorers, console, limit)
     timings["identification"] = time.perf_counter() - t0
 
     # --- 3. Detection ---------------------------------------------------------------------------------
@@ -245,12 +277,20 @@ def run_audit(
             "impostor_pairs": table.provenance.get("impostor_pairs"),
             "tail_from": table.tail_from,
         },
+        "scorer": {
+            "name": scorer.name,
+            "cohort": scorer.cohort.provenance if scorer.cohort is not None else None,
+            "cohort_fingerprint": scorer.cohort.fingerprint if scorer.cohort is not None else None,
+            "top_k": scorer.top_k,
+            "similarity_map": table.similarity_map.to_json(),
+        },
         "thresholds": {
             "rekognition_default": sim.REKOGNITION_DEFAULT_THRESHOLD,
             "compare_default": t_cmp,
             "compare_default_fmr": table.false_match_rate(t_cmp),
             "rekognition_80_fmr": table.false_match_rate(80.0),
         },
+        "scoring": comparison,
         "lfw": {
             "images": len(images),
             "detected": int((es.status == DETECTED).sum()),
@@ -263,11 +303,35 @@ def run_audit(
         "figures": figures,
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
+    report["summary"] = summary(report)
     from faceprint.accuracy.audit_html import render
 
     (out_dir / "audit.json").write_text(json.dumps(report, indent=1, default=_json_default))
     (out_dir / "audit.html").write_text(render(report))
     return report
+
+
+def summary(report: dict) -> dict:
+    """The numbers the issue tracks, raw and normalised side by side (the `--json` line's core)."""
+    sc, idn = report["scoring"], report["identification"]
+    out: dict = {}
+    for name in ("normalised", "raw"):
+        row = sc[name]
+        g = row["by_gender_at_compare_default"]
+        cg_row = idn["by_scorer"][name]
+        out[name] = {
+            "heldout_tar_at_fmr": {k: row["tar_at_fmr"][k] for k in ("1e-3", "1e-4", "1e-5", "1e-6")},
+            "compare_default": row["compare_default"],
+            "gender_fmr_ratio_at_default": g["women_men_fmr_ratio"],
+            "fmr_by_gender_at_default": {k: g[k]["fmr"] for k in ("female", "male")},
+            "fnmr_by_gender_at_default": {k: g[k]["fnmr"] for k in ("female", "male")},
+            "fnmr_at_search_default_10000": row["fnmr_at_search_default_10000"],
+            "enrolment": row["enrolment"],
+            "congress": cg_row,
+        }
+    top = dict(out["normalised"])
+    top["raw"] = out["raw"]
+    return top
 
 
 def _json_default(value):
@@ -278,7 +342,8 @@ def _json_default(value):
     raise TypeError(type(value).__name__)
 
 
-def _identification(engine, images: lfw.LfwImages, es, table, console, limit: int | None) -> dict:
+def _identification(engine, images: lfw.LfwImages, es, scorers: dict, console, limit: int | None) -> dict:
+    scorer = scorers["normalised"]
     members = cg.read_members()
     alts = cg.read_alt_photos()
     if limit:
@@ -309,15 +374,29 @@ def _identification(engine, images: lfw.LfwImages, es, table, console, limit: in
     gallery_persons = np.array([p for p, k in zip(images.persons, gallery_keep, strict=True) if k])
     n_gallery = len(gallery)
     mates_by_member = cg.lfw_mates(members, set(images.persons))
-    t_search = sim.default_search_threshold(n_gallery)
+    t_search = scorer.default_search_threshold(n_gallery)
     thresholds = {REKOGNITION: sim.REKOGNITION_DEFAULT_THRESHOLD, FACEPRINT: t_search}
+    gallery_stats = scorer.stats(gallery)
 
     probe_ok = portraits.status == DETECTED
     probes = [m for m, ok in zip(members, probe_ok, strict=True) if ok]
     mates = np.array([gallery_persons == mates_by_member.get(m.bioguide, "\0") for m in probes]).reshape(
         len(probes), n_gallery
     )
-    res = cg.search(portraits.vectors[probe_ok], gallery, mates)
+    probe_vectors = portraits.vectors[probe_ok]
+    by_scorer = {}
+    for name, sc in scorers.items():
+        r = cg.search(probe_vectors, gallery, mates, sc, sc.stats(probe_vectors), sc.stats(gallery))
+        at = r.at(sc.default_search_threshold(n_gallery))
+        has = at["has_mate"]
+        by_scorer[name] = {
+            "threshold": sc.default_search_threshold(n_gallery),
+            "members_falsely_matched_at_default": int((at["false_matches"] > 0).sum()),
+            "false_matches_at_default": int(at["false_matches"].sum()),
+            "mates_found_at_default": int((at["found"] & has).sum()),
+            "mates": int(has.sum()),
+        }
+    res = cg.search(probe_vectors, gallery, mates, scorer, scorer.stats(probe_vectors), gallery_stats)
     best_nonmate = np.where(res.mates, -1.0, res.scores).max(axis=1) if n_gallery else np.zeros(len(probes))
     out: dict = {
         "gallery": "every LFW image with a detected face (one face per image)",
@@ -328,6 +407,7 @@ def _identification(engine, images: lfw.LfwImages, es, table, console, limit: in
         "thresholds": thresholds,
         "lfw_name_matches": [],
         "by_threshold": {},
+        "by_scorer": by_scorer,
     }
     for m in probes:
         if m.bioguide in mates_by_member:
@@ -348,7 +428,7 @@ def _identification(engine, images: lfw.LfwImages, es, table, console, limit: in
     for name, t in thresholds.items():
         at = res.at(t)
         flagged = at["false_matches"] > 0
-        fmr = table.false_match_rate(t)
+        fmr = scorer.false_match_rate(t)
         nonmates = n_gallery - res.mates.sum(axis=1)
         expected_members = float((1 - (1 - fmr) ** nonmates).sum())
         order = np.argsort(-np.where(res.mates, -1.0, res.scores), axis=1)[:, :3]
@@ -389,25 +469,31 @@ def _identification(engine, images: lfw.LfwImages, es, table, console, limit: in
         f"gender, {FACEPRINT}": fb[FACEPRINT]["by_gender"],
     }
     out["alt_photos"] = _alt_photos(
-        members, portraits, alts, alt_es, gallery, gallery_persons, mates_by_member
+        members, portraits, alts, alt_es, gallery, gallery_persons, mates_by_member, scorer, gallery_stats
     )
     return out
 
 
-def _alt_photos(members, portraits, alts, alt_es, gallery, gallery_persons, mates_by_member) -> dict:
+def _alt_photos(
+    members, portraits, alts, alt_es, gallery, gallery_persons, mates_by_member, scorer, gallery_stats
+) -> dict:
     """Alternative photos vs LFW + portraits: is the member's own portrait found, and at what rank?"""
     port_ok = portraits.status == DETECTED
     port_ids = np.array([m.bioguide for m, ok in zip(members, port_ok, strict=True) if ok])
     full = np.concatenate([gallery, portraits.vectors[port_ok]])
+    full_stats = np.concatenate([gallery_stats, scorer.stats(portraits.vectors[port_ok])])
     labels = np.concatenate([gallery_persons, port_ids])
     ok = alt_es.status == DETECTED
     probe_ids = [b for (b, _), k in zip(alts, ok, strict=True) if k]
     mates = np.array([(labels == b) | (labels == mates_by_member.get(b, "\0")) for b in probe_ids]).reshape(
         len(probe_ids), len(labels)
     )
-    res = cg.search(alt_es.vectors[ok], full, mates)
+    res = cg.search(alt_es.vectors[ok], full, mates, scorer, scorer.stats(alt_es.vectors[ok]), full_stats)
     n = len(labels)
-    thresholds = {REKOGNITION: sim.REKOGNITION_DEFAULT_THRESHOLD, FACEPRINT: sim.default_search_threshold(n)}
+    thresholds = {
+        REKOGNITION: sim.REKOGNITION_DEFAULT_THRESHOLD,
+        FACEPRINT: scorer.default_search_threshold(n),
+    }
     out = {
         "photos": len(alts),
         "searched": int(ok.sum()),

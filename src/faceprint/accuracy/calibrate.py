@@ -1,18 +1,24 @@
-"""Build the calibration table (`faceprint/data/calibration.json`) from all pairs of LFW.
+"""Build the cohort (`faceprint/data/cohort.npz`) and the calibration table (`calibration.json`) from LFW.
 
-The impostor distribution is every cross-identity pair of the LFW images in which the detector found a
-face (images where it found none are left out: in use, such an image never yields a score); the genuine
-distribution is every same-identity pair. The table format is `faceprint.calibration`'s.
+LFW's people are split into folds by a hash of the name (`faceprint.accuracy.folds`). The cohort is the
+vectors of `COHORT_SIZE` images of people of the cohort folds (one image per person first). The table is
+measured on the calibration folds only: the impostor distribution is every cross-identity pair of their
+images in which the detector found a face (images where it found none are left out: in use, such an
+image never yields a score), the genuine distribution every same-identity pair, both scored with the
+cohort-normalised score (adaptive S-norm, `faceprint.scoring`). The held-out folds are left for the audit.
+The table format is `faceprint.calibration`'s.
 
-Tail: log10(FMR) is fitted as a straight line in the embedding *distance* d over the high-score end of the
+Tail: log10(FMR) is fitted as a straight line in the score variable x (the normalised score, or for a raw
+table the embedding distance d) over the high-score end of the
 measured impostor distribution, from the first grid point with FMR <= 1e-4 up to the anchor, the last 0.1
 grid point with at least 100 impostor pairs at or above it. The line is forced through the anchor, so the
 table and the tail join without a step and the FMR stays monotone; beyond the anchor it is an extrapolation,
 recorded as such in the provenance with the fit range and residuals. Why stop at 100 pairs: the top of
 LFW's "impostor" distribution is label noise (the same man filed under two names, the same photograph under
 two names), a dozen pairs at distances near 0 that would otherwise flatten the tail at about 1e-7 and make
-every threshold above Similarity 98 look useless. Why distance: the Similarity map compresses near 100, so
-a line in Similarity bends the tail; in distance the measured log-FMR is close to straight.
+every threshold above Similarity 98 look useless. Why the score variable: the Similarity map compresses
+near 100, so a line in Similarity bends the tail; in the score variable the measured log-FMR is close to
+straight.
 """
 
 from __future__ import annotations
@@ -24,14 +30,22 @@ from pathlib import Path
 
 import numpy as np
 
-from faceprint import similarity as sim
 from faceprint.accuracy.lfw import DatasetError
-from faceprint.accuracy.pairs import STEPS, PairScores
+from faceprint.accuracy.pairs import BINS, STEPS, PairScores, to_bins
 from faceprint.calibration import FMR_FLOOR
+from faceprint.similarity_maps import DistanceMap, LogisticMap, SimilarityMap
 
 GRID_STEP = 0.1  # Similarity step of the shipped table
 MIN_TAIL_PAIRS = 100
 TAIL_FMR_START = 1e-4
+COHORT_SIZE = 3000
+TOP_K = 400
+BALANCED_COHORT = False  # see docs/accuracy.md, "The cohort": measured both ways
+# Similarity of a normalised score z: 100 / (1 + exp(-(z - centre) / scale)). Fixed (a table rebuilt on other
+# data keeps the scale), chosen once on the calibration folds so that Rekognition's 80 still means a lax
+# threshold (FMR about 1e-2, as 80 did with raw scores), the 1:1 default sits near 92 and genuine pairs
+# spread over 90-99 instead of crowding at 99.9.
+SNORM_MAP = LogisticMap(centre=-1.8, scale=2.6)
 
 
 def _sig(x: float, digits: int = 5) -> float:
@@ -49,8 +63,11 @@ def package_versions(names: tuple[str, ...] = ("faceprint", "numpy", "dlib-bin",
     return out
 
 
-def fit_tail(grid: np.ndarray, counts_at_or_above: np.ndarray, total: int) -> dict:
-    """Anchored log-linear fit of the impostor tail (see the module docstring)."""
+def fit_tail(
+    grid: np.ndarray, counts_at_or_above: np.ndarray, total: int, smap: SimilarityMap | None = None
+) -> dict:
+    """Anchored log-linear fit of the impostor tail in the map's variable (see the module docstring)."""
+    smap = smap or DistanceMap()
     enough = np.nonzero(counts_at_or_above >= MIN_TAIL_PAIRS)[0]
     if len(enough) == 0:
         raise DatasetError(f"fewer than {MIN_TAIL_PAIRS} impostor pairs: cannot fit the tail")
@@ -60,12 +77,13 @@ def fit_tail(grid: np.ndarray, counts_at_or_above: np.ndarray, total: int) -> di
     start = min(start, anchor - 3)  # at least 4 points
     if start < 0:
         raise DatasetError("impostor distribution too narrow to fit the tail")
-    dist = np.array([sim.distance_for_similarity(g) for g in grid])
+    dist = np.array([smap.inverse(g) for g in grid])
     x, y = dist[start : anchor + 1], np.log10(fmr[start : anchor + 1])
     xa, ya = dist[anchor], np.log10(fmr[anchor])
     slope = float(((x - xa) * (y - ya)).sum() / ((x - xa) ** 2).sum())
-    if not slope > 0:
-        raise DatasetError(f"tail fit has non-positive slope {slope} in distance")
+    falling = slope > 0 if smap.variable == "distance" else slope < 0
+    if not falling:
+        raise DatasetError(f"tail fit has slope {slope} in {smap.variable}: the FMR would not fall")
     residuals = y - (ya + slope * (x - xa))
     return {
         "from": float(grid[anchor]),
@@ -80,14 +98,42 @@ def fit_tail(grid: np.ndarray, counts_at_or_above: np.ndarray, total: int) -> di
     }
 
 
-def build_table(scores: PairScores, model_version: str, provenance: dict) -> dict:
-    """The calibration.json document for these pair scores."""
+def histograms(
+    genuine: np.ndarray, impostor: np.ndarray, genuine_weights: np.ndarray | None = None
+) -> PairScores:
+    """PairScores holding only the Similarity histograms of these genuine and impostor scores
+    (`genuine_weights`: a weight per genuine pair, e.g. 1 / pairs of its person)."""
+    empty = np.zeros(0, np.int32)
+    return PairScores(
+        groups=[],
+        genuine_hist=np.bincount(to_bins(genuine), weights=genuine_weights, minlength=BINS),
+        impostor_hist=np.bincount(to_bins(impostor), minlength=BINS),
+        impostor_hist_by_group=np.zeros((0, BINS), np.int64),
+        genuine_i=empty,
+        genuine_j=empty,
+        genuine_bin=empty,
+        high_i=empty,
+        high_j=empty,
+        high_bin=empty,
+        record_from=BINS,
+    )
+
+
+def build_table(
+    scores: PairScores,
+    model_version: str,
+    provenance: dict,
+    smap: SimilarityMap | None = None,
+    score: dict | None = None,
+) -> dict:
+    """The calibration.json document for these pair scores (Similarity on the map `smap`)."""
+    smap = smap or DistanceMap()
     grid = np.round(np.arange(0.0, 100.0 + GRID_STEP / 2, GRID_STEP), 4)
     bins = np.round(grid * STEPS).astype(int)
     imp_ge = scores.impostor_hist[::-1].cumsum()[::-1][bins]
     gen_lt = np.concatenate([[0], scores.genuine_hist.cumsum()])[bins]
     n_imp, n_gen = scores.n_impostor, scores.n_genuine
-    tail = fit_tail(grid, imp_ge, n_imp)
+    tail = fit_tail(grid, imp_ge, n_imp, smap)
     top = np.sort(scores.impostor_hist.nonzero()[0])[-1] / STEPS if n_imp else None
     prov = dict(provenance)
     prov.update(
@@ -95,7 +141,7 @@ def build_table(scores: PairScores, model_version: str, provenance: dict) -> dic
             "impostor_pairs": n_imp,
             "genuine_pairs": n_gen,
             "max_impostor_similarity": top,
-            "similarity_map": f"100 / (1 + (d / {sim.D50})^{sim.EXPONENT:g}), d = L2 distance",
+            "similarity_map": _describe(smap),
             "tail_fit": {k: v for k, v in tail.items() if k not in ("from", "intercept", "slope")},
             "tail_note": (
                 f"FMR above Similarity {tail['from']} is extrapolated from the fitted line, not measured "
@@ -111,11 +157,19 @@ def build_table(scores: PairScores, model_version: str, provenance: dict) -> dic
         "fnmr": [_sig(v / n_gen) if n_gen else 0.0 for v in gen_lt],
         "tail": {
             "from": tail["from"],
-            "variable": "distance",
+            "variable": smap.variable,
             "intercept": tail["intercept"],
             "slope": tail["slope"],
         },
+        "similarity_map": smap.to_json(),
+        "score": score or {"kind": "raw", "metric": "L2 distance of unit vectors"},
     }
+
+
+def _describe(smap: SimilarityMap) -> str:
+    if isinstance(smap, LogisticMap):
+        return f"100 / (1 + exp(-(z - {smap.centre:g}) / {smap.scale:g})), z = adaptive S-norm score"
+    return f"100 / (1 + (d / {smap.d50:g})^{smap.exponent:g}), d = L2 distance"
 
 
 def base_provenance(command: str, dataset: str, detector: str, embedder: str, counts: dict) -> dict:
@@ -138,14 +192,83 @@ def default_output() -> Path:
     return default_path()
 
 
-def run_calibration(engine, output: Path, command: str, max_images: int | None = None, console=None) -> dict:
-    """Embed LFW (cached), score all pairs, write the table to `output`; returns a summary."""
+def raw_path(table_path: Path) -> Path:
+    """Where the raw-score table lives beside a calibration table."""
+    return Path(table_path).with_name(Path(table_path).stem + "_raw.json")
+
+
+def weighting(genuine_pairs: int, people: int) -> dict:
+    return {
+        "genuine_pairs": genuine_pairs,
+        "people_with_genuine_pairs": people,
+        "fnmr_weighting": "per person: each person with 2+ images counts once",
+    }
+
+
+def person_weights(genuine_person: np.ndarray) -> np.ndarray:
+    """Weight 1 / (genuine pairs of the person) per genuine pair: the table's FNMR is then the mean over
+    people, so one person with hundreds of photos does not stand for everyone."""
+    counts = np.bincount(genuine_person)
+    return 1.0 / counts[genuine_person]
+
+
+def _distance(cos: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.maximum(0.0, 2.0 - 2.0 * np.asarray(cos, np.float64)))
+
+
+def pick_cohort(images, es, size: int = COHORT_SIZE, balanced: bool = BALANCED_COHORT) -> np.ndarray:
+    """Indices (into `images`) of the cohort images: detected faces of cohort-fold people."""
+    from faceprint.accuracy import folds, lfw
+    from faceprint.accuracy.embeddings import DETECTED
+
+    genders = lfw.person_genders(images) if balanced else None
+    return folds.pick_cohort(images.persons, es.status == DETECTED, size, genders)
+
+
+def build_cohort(images, es, model_version: str, command: str, balanced: bool = BALANCED_COHORT):
+    """The shipped cohort: vectors of cohort-fold images, with provenance (no images, no names)."""
+    from faceprint.accuracy import folds, lfw
+    from faceprint.scoring import Cohort
+
+    idx = pick_cohort(images, es, COHORT_SIZE, balanced)
+    genders = lfw.person_genders(images)
+    people = {images.persons[i] for i in idx}
+    women = sum(genders.get(images.persons[i]) == "female" for i in idx)
+    return Cohort.from_vectors(
+        es.vectors[idx],
+        model_version,
+        {
+            "command": command,
+            "generated": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
+            "source": "LFW deep-funneled: face vectors (not images) of public figures",
+            "folds": f"people with sha1(name) mod {folds.FOLDS} in {list(folds.COHORT_FOLDS)}",
+            "faces": len(idx),
+            "people": len(people),
+            "women_faces": int(women),
+            "men_faces": int(sum(genders.get(images.persons[i]) == "male" for i in idx)),
+            "gender_balanced": bool(balanced),
+            "versions": package_versions(),
+        },
+    )
+
+
+def run_calibration(
+    engine,
+    output: Path,
+    command: str,
+    max_images: int | None = None,
+    console=None,
+    cohort_file: Path | None = None,
+    cohort_output: Path | None = None,
+) -> dict:
+    """Embed LFW (cached); write the cohort (unless `cohort_file` is given) and the table measured with it
+    on the calibration folds' pairs; returns a summary."""
     import json
 
-    from faceprint import calibration
-    from faceprint.accuracy import lfw
-    from faceprint.accuracy.embeddings import DETECTED, embed_dataset, progress_bar
-    from faceprint.accuracy.pairs import score_all_pairs
+    from faceprint import calibration, scoring
+    from faceprint.accuracy import folds, lfw
+    from faceprint.accuracy.embeddings import DETECTED, embed_dataset
+    from faceprint.accuracy.normalised import all_pairs
 
     images = lfw.read_images()
     if max_images:
@@ -155,50 +278,95 @@ def run_calibration(engine, output: Path, command: str, max_images: int | None =
     es = embed_dataset(
         engine, "lfw", lfw.lfw_root(), images.paths, policy="central", fallback=True, console=console
     )
-    keep = es.status == DETECTED
-    ids = images.identity_ids()[keep]
-    with progress_bar(console) as bar:
-        task = bar.add_task("Scoring all LFW pairs", total=int(keep.sum()))
-        scores = score_all_pairs(
-            es.vectors[keep], ids, progress=lambda done: bar.update(task, completed=done)
+    if cohort_file is not None:
+        cohort = scoring.Cohort.load(cohort_file)
+        cohort_written = None
+    else:
+        cohort = build_cohort(images, es, engine.model_version, command)
+        cohort_written = cohort.save(cohort_output or output.with_name("cohort.npz"))
+    if cohort.model_version != engine.model_version or cohort.dim != engine.dim:
+        raise scoring.CohortError(
+            f"cohort {cohort_file} holds {cohort.dim}-D vectors of model {cohort.model_version!r}; the "
+            f"engine computes {engine.dim}-D vectors of model {engine.model_version!r}"
         )
-    kept_paths = [p for p, k in zip(images.paths, keep, strict=True) if k]
-    order = np.argsort(-scores.high_bin)[:10]
+    calib = folds.in_role(images.persons, "calibration") & (es.status == DETECTED)
+    ids = images.identity_ids()[calib]
+    if len(np.unique(ids)) < 2:
+        raise DatasetError("the calibration folds hold fewer than two people with a detected face")
+    vectors = es.vectors[calib]
+    pairs = all_pairs(vectors, ids, scoring.cohort_stats(vectors, cohort.vectors, TOP_K))
+    weights = person_weights(ids[pairs.genuine_i])
+    scores = histograms(SNORM_MAP.percent(pairs.genuine), SNORM_MAP.percent(pairs.impostor), weights)
+    kept_paths = [p for p, k in zip(images.paths, calib, strict=True) if k]
+    top_imp = np.argsort(-pairs.impostor)[:10]
+    imp_i, imp_j = np.triu_indices(len(vectors), 1)
+    not_same = ids[imp_i] != ids[imp_j]
+    imp_i, imp_j = imp_i[not_same], imp_j[not_same]
     top = [
         {
-            "a": kept_paths[scores.high_i[k]],
-            "b": kept_paths[scores.high_j[k]],
-            "similarity": scores.high_bin[k] / STEPS,
+            "a": kept_paths[imp_i[k]],
+            "b": kept_paths[imp_j[k]],
+            "similarity": round(float(SNORM_MAP.percent(pairs.impostor[k])), 2),
         }
-        for k in order
+        for k in top_imp
     ]
     counts = {
         "images": len(images),
-        "images_scored": int(keep.sum()),
-        "images_without_face": int((~keep).sum()),
+        "images_scored": int(calib.sum()),
+        "images_without_face": int((es.status != DETECTED).sum()),
         "identities": len(np.unique(ids)),
+        "folds": {role: list(f) for role, f in folds.ROLES.items()},
         "highest_impostor_pairs": top,
     }
     prov = base_provenance(
         command,
-        "LFW deep-funneled (lfw/images.csv under the data folder)",
+        "LFW deep-funneled (lfw/images.csv under the data folder), calibration folds only",
         getattr(engine.detector, "name", "?"),
         getattr(engine.embedder, "name", "?"),
         counts,
     )
-    doc = build_table(scores, engine.model_version, prov)
+    prov["cohort"] = {k: v for k, v in cohort.provenance.items() if k != "versions"}
+    score = {
+        "kind": "s-norm",
+        "metric": "cosine of unit vectors",
+        "top_k": TOP_K,
+        "cohort": cohort.fingerprint,
+        "cohort_faces": len(cohort),
+        "dim": cohort.dim,
+    }
+    doc = build_table(scores, engine.model_version, prov, SNORM_MAP, score)
+    doc["provenance"].update(weighting(len(pairs.genuine), scores.n_genuine))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(doc, indent=1) + "\n")
+    # the same pairs scored raw: what faceprint did before cohort normalisation (the audit's baseline)
+    raw = all_pairs(vectors, ids)
+    raw_map = DistanceMap()
+    raw_doc = build_table(
+        histograms(
+            raw_map.percent(_distance(raw.genuine)),
+            raw_map.percent(_distance(raw.impostor)),
+            person_weights(ids[raw.genuine_i]),
+        ),
+        engine.model_version,
+        {**prov, "highest_impostor_pairs": None, "note": "raw scores (no cohort): the audit's baseline"},
+        raw_map,
+    )
+    raw_doc["provenance"].update(weighting(len(raw.genuine), scores.n_genuine))
+    raw_path(output).write_text(json.dumps(raw_doc, indent=1) + "\n")
     calibration.table.cache_clear()
+    scoring.clear_cache()
     cal = calibration.table(str(output))
     return {
         "output": str(output),
+        "cohort": str(cohort_written or cohort_file),
+        "cohort_faces": len(cohort),
         "model_version": engine.model_version,
         "images_scored": counts["images_scored"],
         "images_without_face": counts["images_without_face"],
         "identities": counts["identities"],
         "impostor_pairs": scores.n_impostor,
-        "genuine_pairs": scores.n_genuine,
+        "genuine_pairs": len(pairs.genuine),
+        "people_with_genuine_pairs": scores.n_genuine,
         "tail": doc["tail"],
         "tail_fit": doc["provenance"]["tail_fit"],
         "fmr_at_80": cal.false_match_rate(80.0),

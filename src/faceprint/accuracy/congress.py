@@ -140,8 +140,27 @@ class SearchResult:
         }
 
 
-def search(probes: np.ndarray, gallery: np.ndarray, mates: np.ndarray, block: int = 256) -> SearchResult:
-    """Score every probe vector against every gallery vector."""
+def search(
+    probes: np.ndarray,
+    gallery: np.ndarray,
+    mates: np.ndarray,
+    scorer=None,
+    probe_stats: np.ndarray | None = None,
+    gallery_stats: np.ndarray | None = None,
+    block: int = 256,
+) -> SearchResult:
+    """Score every probe vector against every gallery vector (raw distance map, or a normalising
+    `faceprint.scoring.Scorer` with the cohort statistics of probes and gallery)."""
+    if scorer is not None and scorer.normalised:
+        from faceprint.scoring import s_norm, unit
+
+        p, g = unit(probes), unit(gallery)
+        out = np.empty((len(p), len(g)), np.float32)
+        for r0 in range(0, len(p), block):
+            cos = p[r0 : r0 + block] @ g.T
+            z = s_norm(cos, probe_stats[r0 : r0 + block, None, :], gallery_stats[None, :, :])
+            out[r0 : r0 + block] = scorer.percent(z)
+        return SearchResult(out, np.asarray(mates, bool))
     g = np.ascontiguousarray(gallery, np.float32)
     gn = np.einsum("ij,ij->i", g, g)
     out = np.empty((len(probes), len(g)), np.float32)

@@ -59,7 +59,8 @@ class PairScores:
 
     @property
     def n_genuine(self) -> int:
-        return int(self.genuine_hist.sum())
+        """Genuine pairs (or, for a weighted histogram, the sum of the weights)."""
+        return round(float(self.genuine_hist.sum()))
 
     @property
     def n_impostor(self) -> int:
@@ -74,12 +75,18 @@ def score_all_pairs(
     record_from: int = 80 * STEPS,
     block: int = 512,
     progress: Callable[[int], None] | None = None,
+    scorer=None,
+    stats: np.ndarray | None = None,
 ) -> PairScores:
     """Score all n(n-1)/2 pairs of `vectors` (n, d) in row blocks of the upper triangle.
 
     `identities` (n,) says which pairs are genuine; `image_groups` (n,) (index into `groups`, -1 for
     none) adds within-group impostor histograms. `progress(rows_done)` is called after each block.
+    With a normalising `scorer` (faceprint.scoring) and the rows' cohort `stats` (n, 2), pairs are scored
+    by its normalised Similarity instead of the raw distance map.
     """
+    from faceprint.scoring import s_norm
+
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(x)
     ids = np.asarray(identities)
@@ -94,8 +101,12 @@ def score_all_pairs(
     for r0 in range(0, n, block):
         r1 = min(n, r0 + block)
         cols = np.arange(r0, n)
-        d2 = norms[r0:r1, None] + norms[None, r0:] - 2.0 * (x[r0:r1] @ x[r0:].T)
-        bins = to_bins(similarity_array(d2))
+        if stats is not None and scorer is not None:
+            cos = (x[r0:r1] @ x[r0:].T) / np.sqrt(norms[r0:r1, None] * norms[None, r0:])
+            bins = to_bins(scorer.percent(s_norm(cos, stats[r0:r1, None, :], stats[None, r0:, :])))
+        else:
+            d2 = norms[r0:r1, None] + norms[None, r0:] - 2.0 * (x[r0:r1] @ x[r0:].T)
+            bins = to_bins(similarity_array(d2))
         rows = np.arange(r0, r1)
         upper = cols[None, :] > rows[:, None]
         same = ids[r0:r1, None] == ids[None, r0:]

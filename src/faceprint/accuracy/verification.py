@@ -132,6 +132,8 @@ def demographic_verification(
     no_face_by_group: dict[str, tuple[int, int]],
     progress: Callable[[int], None] | None = None,
     n_boot: int = N_BOOT,
+    scorer=None,
+    stats: np.ndarray | None = None,
 ) -> dict:
     """All-pairs verification by group: rates and intervals at each named threshold, ratios, DET curves.
 
@@ -145,6 +147,8 @@ def demographic_verification(
         groups,
         record_from=threshold_bin(min(thresholds.values())),
         progress=progress,
+        scorer=scorer,
+        stats=stats,
     )
     k = len(person_group)
     everyone = np.ones(k, bool) & (np.bincount(ids, minlength=k) > 0)

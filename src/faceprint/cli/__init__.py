@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "faceprint.cli.streams",  # streams create|start|stop|list|describe|delete|tail
     "faceprint.cli.accuracy",  # eval, audit, calibrate
     "faceprint.cli.doctor",  # doctor
+    "faceprint.cli.cohort",  # cohort build|show
 ]
 
 

@@ -54,6 +54,11 @@ def _engine_options(func: F) -> F:
     return click.option("--detector", type=click.Choice(DETECTORS), default="auto", show_default=True)(func)
 
 
+def _or_nan(value: float | None) -> float:
+    """A rate for a table cell: None (a group without pairs in a subset run) prints as nan."""
+    return float("nan") if value is None else float(value)
+
+
 def _json_line(payload: dict) -> None:
     """One JSON object on one line: the last line of stdout."""
     click.echo(json.dumps(payload, separators=(",", ":"), default=float))
@@ -107,6 +112,21 @@ def eval_lfw_command(
         t.add_row(f"TAR at FAR {far}", f"{100 * v['tar']:.2f}%")
     for name, v in result["accuracy_at_fixed_threshold"].items():
         t.add_row(f"accuracy at {name} ({v['threshold']:g})", f"{100 * v['accuracy']:.2f}%")
+    n = result["normalised"]
+    t.add_row(
+        "normalised: 10-fold accuracy", f"{100 * n['accuracy_mean']:.2f}% ± {100 * n['accuracy_std']:.2f}"
+    )
+    for far, v in n["tar_at_far"].items():
+        t.add_row(f"normalised: TAR at FAR {far}", f"{100 * v['tar']:.2f}%")
+    for name, v in n["accuracy_at_fixed_threshold"].items():
+        t.add_row(f"normalised: accuracy at {name} ({v['threshold']:g})", f"{100 * v['accuracy']:.2f}%")
+    if "heldout" in result:
+        h = result["heldout"]
+        for key in h["raw"]:
+            t.add_row(
+                f"held-out TAR at FMR {key}: raw / normalised",
+                f"{100 * h['raw'][key]:.1f}% / {100 * h['normalised'][key]:.1f}%",
+            )
     t.add_row("faces found only by the CNN retry", f"{result['detected_by_cnn_retry']} of {result['images']}")
     t.add_row("images without a detected face (fallback box)", f"{result['fallback']} of {result['images']}")
     Console().print(t)
@@ -150,6 +170,7 @@ def audit_command(
         "members_falsely_matched": {k: v["members_falsely_matched"] for k, v in idn.items()},
         "search_thresholds": {k: v["threshold"] for k, v in idn.items()},
         "detection_rate": r["detection"]["found"] / max(1, r["detection"]["images"]),
+        **r["summary"],
     }
     if as_json:
         _json_line(summary)
@@ -157,10 +178,49 @@ def audit_command(
     t = Table(title="faceprint audit")
     t.add_column("check")
     t.add_column("result", justify="right")
+    norm, raw = r["summary"], r["summary"]["raw"]
+    for key in norm["heldout_tar_at_fmr"]:
+        t.add_row(
+            f"held-out TAR at FMR {key}: raw / normalised",
+            f"{raw['heldout_tar_at_fmr'][key]:.1%} / {norm['heldout_tar_at_fmr'][key]:.1%}",
+        )
+    t.add_row(
+        "women/men FMR ratio at the 1:1 default: raw / normalised",
+        f"{_or_nan(raw['gender_fmr_ratio_at_default']):.2f} / "
+        f"{_or_nan(norm['gender_fmr_ratio_at_default']):.2f}",
+    )
+    for g in ("female", "male"):
+        t.add_row(
+            f"{g} FNMR at the 1:1 default: raw / normalised",
+            f"{_or_nan(raw['fnmr_by_gender_at_default'][g]):.1%} / "
+            f"{_or_nan(norm['fnmr_by_gender_at_default'][g]):.1%}",
+        )
+    t.add_row(
+        "FNMR at the 1:N default for 10,000 faces: raw / normalised",
+        f"{raw['fnmr_at_search_default_10000']:.1%} / {norm['fnmr_at_search_default_10000']:.1%}",
+    )
+    for label, key in (
+        ("rank-1 found", "rank1_found_at_default"),
+        ("strangers matched", "strangers_matched_at_default"),
+    ):
+        t.add_row(
+            f"{norm['enrolment']['enrolled']} enrolled, {label} at the default: raw / normalised",
+            f"{raw['enrolment'][key]} / {norm['enrolment'][key]}",
+        )
+    for label, key in (
+        ("members falsely matched", "members_falsely_matched_at_default"),
+        ("mates found", "mates_found_at_default"),
+    ):
+        t.add_row(
+            f"Congress vs LFW, {label} at the default: raw / normalised",
+            f"{raw['congress'][key]} / {norm['congress'][key]} (of {norm['congress']['mates']} mates)"
+            if key == "mates_found_at_default"
+            else f"{raw['congress'][key]} / {norm['congress'][key]}",
+        )
     for g, row in gender["rows"].items():
         t.add_row(
             f"FMR / FNMR at {FACEPRINT} 1:1 ({gender['threshold']:g}), {g}",
-            f"{row['fmr']:.2g} / {row['fnmr']:.2%}",
+            f"{_or_nan(row['fmr']):.2g} / {_or_nan(row['fnmr']):.2%}",
         )
     for name in (REKOGNITION, FACEPRINT):
         b = idn[name]
@@ -181,18 +241,35 @@ def audit_command(
     help="Where to write the table [default: the package's faceprint/data/calibration.json].",
 )
 @click.option("--max-images", type=click.IntRange(50), help="Use only the first N LFW images (a quick test).")
+@click.option(
+    "--cohort",
+    "cohort_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Calibrate with this cohort (from `faceprint cohort build`) instead of building LFW's.",
+)
 @_engine_options
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as one JSON object (last line).")
 @_accuracy_errors
 def calibrate_command(
-    output: Path | None, max_images: int | None, detector: str, embedder: str, as_json: bool
+    output: Path | None,
+    max_images: int | None,
+    cohort_file: Path | None,
+    detector: str,
+    embedder: str,
+    as_json: bool,
 ) -> None:
-    """Measure impostor and genuine score distributions on all LFW pairs; write the calibration table."""
+    """Build the cohort from LFW's cohort folds and the calibration table from its calibration folds
+    (cohort-normalised scores); write both (the cohort beside the table, as cohort.npz)."""
     from faceprint.accuracy.calibrate import default_output, run_calibration
 
     console = Console(stderr=True)
     summary = run_calibration(
-        _engine(detector, embedder), output or default_output(), _command_line(), max_images, console
+        _engine(detector, embedder),
+        output or default_output(),
+        _command_line(),
+        max_images,
+        console,
+        cohort_file=cohort_file,
     )
     if as_json:
         _json_line(summary)
@@ -200,6 +277,7 @@ def calibrate_command(
     t = Table(title=f"calibration written to {summary['output']}")
     t.add_column("")
     t.add_column("value", justify="right")
+    t.add_row("cohort", f"{summary['cohort']} ({summary['cohort_faces']:,} faces)")
     t.add_row("impostor / genuine pairs", f"{summary['impostor_pairs']:,} / {summary['genuine_pairs']:,}")
     t.add_row("FMR / FNMR at Similarity 80", f"{summary['fmr_at_80']:.3g} / {summary['fnmr_at_80']:.3%}")
     t.add_row("1:1 default (FMR <= 1e-4)", f"{summary['compare_threshold_fmr_1e-4']:g}")

@@ -9,6 +9,12 @@ faceprint's choices where the model gives no default: ListCollections/ListFaces 
 (MaxResults 0 means the default), ListUsers 500, SearchFaces/SearchFacesByImage/SearchUsers return at
 most 100 matches. FaceMatchThreshold and UserMatchThreshold for searches default to the calibrated
 `default_search_threshold(size)`; AssociateFaces' UserMatchThreshold defaults to Rekognition's 75.
+
+Every Similarity is the scorer's (`faceprint.scoring`, cohort-normalised): a search takes a shortlist of
+the `SHORTLIST` nearest faces by raw distance from the vector index and re-ranks it by normalised score.
+Each face's cohort statistics are stored at index time; a face stored before cohort normalisation (or
+with another cohort) gets them computed from its stored vector when it is scored, so old collections keep
+working without re-indexing.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from faceprint import audit
+from faceprint import audit, scoring
 from faceprint import similarity as sim
 from faceprint.collections.ingest import GroupRunner, PreparedIndex
 from faceprint.collections.quality import check_quality_filter, unindexed_reasons
@@ -71,7 +77,7 @@ MAX_ASSOCIATE_FACES = 100
 MAX_TAGS = 50  # Rekognition's quota of tags per resource
 ASSOCIATE_DEFAULT_THRESHOLD = 75.0
 INDEX_GROUP_IMAGES = 16  # concurrent IndexFaces calls embedded and committed together, at most
-DISTANCE_MARGIN = 1.02  # index distances may be approximate: fetch a little beyond the cut, then rescore
+SHORTLIST = 200  # faces taken from the index by raw distance, then re-ranked by normalised score
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +219,7 @@ class Collections:
         self.region = region or os.environ.get("FACEPRINT_REGION", "us-east-1")
         self.account_id = account_id or os.environ.get("FACEPRINT_ACCOUNT_ID", "000000000000")
         self._engine = engine
+        self._scorer: scoring.Scorer | None = None
         self._tokens = PaginationTokens(self.store.token_key())
         self._index_group = GroupRunner(self._index_batch, max_items=INDEX_GROUP_IMAGES)
 
@@ -227,6 +234,40 @@ class Collections:
         """FaceModelVersion of the faces this service indexes, known without loading the models: the engine's
         descriptor's (the default one until an engine is given or loaded)."""
         return self._engine.model_version if self._engine is not None else DESCRIPTOR.version
+
+    @property
+    def scorer(self) -> scoring.Scorer:
+        """The scorer of the engine's model; a cohort of another model or dimension is refused."""
+        if self._scorer is None:
+            scorer = scoring.default_scorer()
+            if self._engine is not None:
+                scorer.check(self._engine.model_version, self._engine.dim)
+            self._scorer = scorer
+        return self._scorer
+
+    def _scorer_for(self, coll: CollectionRow) -> scoring.Scorer:
+        scorer = self.scorer
+        if scorer.cohort is not None and scorer.cohort.model_version != coll.model_version:
+            raise scoring.CohortError(
+                f"collection {coll.name!r} holds faces of model {coll.model_version}; the cohort "
+                f"({scorer.cohort.provenance.get('file', 'configured')}) is of model "
+                f"{scorer.cohort.model_version}"
+            )
+        return scorer
+
+    def _face_stats(self, scorer: scoring.Scorer, rows: Sequence[FaceRow]) -> np.ndarray:
+        """(n, 2) cohort statistics of stored faces: as stored, or computed from the stored vector for
+        faces indexed before cohort normalisation (or with another cohort)."""
+        out = np.empty((len(rows), 2), dtype=np.float32)
+        stale = []
+        for i, row in enumerate(rows):
+            if row.cohort is not None and row.cohort_tag == scorer.tag:
+                out[i] = row.cohort
+            else:
+                stale.append(i)
+        if stale:
+            out[stale] = scorer.stats(np.stack([rows[i].embedding for i in stale]))
+        return out
 
     def close(self) -> None:
         """Persist changed vector indexes and close the database connections."""
@@ -399,6 +440,7 @@ class Collections:
         qfilter = check_quality_filter(QualityFilter, "AUTO")
         coll = self._collection(CollectionId)
         self._check_model(coll)
+        self._scorer_for(coll)  # a cohort of another model is refused before any work
         img, sha = self._image(Image)
         w, h = img.width, img.height
         faces = self.engine.analyze(img, max_faces=MAX_FACES, embed=False)
@@ -426,6 +468,11 @@ class Collections:
         """Store embedded prepared images in one durable transaction; the IndexFaces response of each, or
         the error that image alone met (its collection was deleted meanwhile, the quota is reached)."""
         version = self.model_version
+        scorer = self.scorer
+        stats = [
+            scorer.stats(np.stack([f.embedding for f in p.kept])) if p.kept else np.zeros((0, 2))
+            for p in prepared
+        ]
         items = [
             ImageFaces(
                 collection=p.collection,
@@ -446,11 +493,13 @@ class Collections:
                         embedding=f.embedding,
                         model_version=version,
                         chip=_chip_jpeg(f.chip) if self.keep_chips else None,
+                        cohort=(float(st[0]), float(st[1])) if scorer.normalised else None,
+                        cohort_tag=scorer.tag,
                     )
-                    for f in p.kept
+                    for f, st in zip(p.kept, p_stats, strict=True)
                 ],
             )
-            for p in prepared
+            for p, p_stats in zip(prepared, stats, strict=True)
         ]
         stored = self.store.add_images(items, MAX_COLLECTION_FACES)
         out: list[dict | FaceprintError] = []
@@ -537,26 +586,29 @@ class Collections:
         max_faces: int,
         threshold: float,
         exclude: int | None = None,
+        probe_stats: np.ndarray | None = None,
     ) -> list[dict]:
-        """FaceMatches of one embedding: similarity >= threshold, best first, only faces SQLite holds."""
-        k = max_faces + (exclude is not None)
-        dists, ids = self.indexes.search(coll.id, vector, k)
-        cutoff = sim.distance_for_similarity(threshold) * DISTANCE_MARGIN
-        rows = [
-            int(i) for d, i in zip(dists[0], ids[0], strict=True) if i >= 0 and i != exclude and d <= cutoff
+        """FaceMatches of one embedding: normalised Similarity >= threshold, best first, only faces SQLite
+        holds. The index gives the SHORTLIST (at least 2 x MaxFaces) nearest faces by raw distance; they
+        are re-ranked by the scorer."""
+        scorer = self._scorer_for(coll)
+        k = max(SHORTLIST, 2 * max_faces) + (exclude is not None)
+        _, ids = self.indexes.search(coll.id, vector, k)
+        rows = [int(i) for i in ids[0] if i >= 0 and i != exclude]
+        found = list(self.store.faces_by_row(coll.id, rows, embeddings=True).values())
+        if not found:
+            return []
+        gallery = np.stack([row.embedding for row in found])
+        scores = scorer.scores(vector, probe_stats, gallery, self._face_stats(scorer, found))
+        matches = [
+            {
+                "Similarity": float(score),
+                "Face": face_shape(row),
+                "EstimatedFalseMatchRate": scorer.false_match_rate(float(score)),
+            }
+            for row, score in zip(found, scores, strict=True)
+            if score >= threshold
         ]
-        found = self.store.faces_by_row(coll.id, rows, embeddings=True)
-        matches = []
-        for row in found.values():
-            score = sim.similarity(float(np.linalg.norm(row.embedding - vector)))
-            if score >= threshold:
-                matches.append(
-                    {
-                        "Similarity": score,
-                        "Face": face_shape(row),
-                        "EstimatedFalseMatchRate": sim.false_match_rate(score),
-                    }
-                )
         matches.sort(key=lambda m: m["Similarity"], reverse=True)
         return matches[:max_faces]
 
@@ -598,7 +650,14 @@ class Collections:
             raise ResourceNotFoundError(f"face {face_id} is not in collection {coll.name!r}")
         return {
             "SearchedFaceId": face_id,
-            "FaceMatches": self._matches(coll, face.embedding, max_faces, threshold, exclude=face.row),
+            "FaceMatches": self._matches(
+                coll,
+                face.embedding,
+                max_faces,
+                threshold,
+                exclude=face.row,
+                probe_stats=self._face_stats(self._scorer_for(coll), [face]),
+            ),
             "FaceModelVersion": coll.model_version,
             **_error_rate_members(threshold, coll),
         }
@@ -687,8 +746,10 @@ class Collections:
         token = _token(ClientRequestToken)
         digest = _digest(CollectionId=name, UserId=user_id, FaceIds=face_ids, UserMatchThreshold=threshold)
 
+        scorer = self._scorer_for(self._collection(name))
+
         def score(template: np.ndarray, vector: np.ndarray) -> float:
-            return sim.similarity(float(np.linalg.norm(template - vector)))
+            return scorer.pair(template, vector)
 
         return self.store.associate_faces(name, user_id, face_ids, threshold, score, token, digest)
 
@@ -717,12 +778,13 @@ class Collections:
         value = sim.default_search_threshold(len(users)) if value is None else value
         if vector is None or templates is None:
             return []
-        scores = [sim.similarity(float(d)) for d in np.linalg.norm(templates - vector, axis=1)]
+        scorer = self._scorer_for(coll)
+        scores = scorer.scores(vector, None, templates, None)  # templates' statistics: one product
         matches = [
             {
-                "Similarity": s,
+                "Similarity": float(s),
                 "User": {"UserId": u.user_id, "UserStatus": u.status},
-                "EstimatedFalseMatchRate": sim.false_match_rate(s),
+                "EstimatedFalseMatchRate": scorer.false_match_rate(float(s)),
             }
             for u, s in zip(users, scores, strict=True)
             if s >= value and u.user_id != skip

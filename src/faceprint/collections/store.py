@@ -77,7 +77,8 @@ CREATE TABLE IF NOT EXISTS faces (
     model_version TEXT NOT NULL,
     user_row INTEGER REFERENCES users(id) ON DELETE SET NULL,
     chip BLOB,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    cohort_mu REAL, cohort_sd REAL, cohort_tag TEXT
 );
 CREATE INDEX IF NOT EXISTS faces_by_collection ON faces (collection_id, id);
 CREATE INDEX IF NOT EXISTS faces_by_image ON faces (collection_id, image_sha256);
@@ -104,8 +105,10 @@ CREATE INDEX IF NOT EXISTS requests_by_token ON requests (operation, token);
 
 _FACE_COLUMNS = (
     "f.id, f.face_id, f.image_id, f.external_image_id, f.box_left, f.box_top, f.box_width, f.box_height, "
-    "f.confidence, f.model_version, u.user_id"
+    "f.confidence, f.model_version, u.user_id, f.cohort_mu, f.cohort_sd, f.cohort_tag"
 )
+# columns added after the first release: (name, SQL type); a database without them gains them on open
+_ADDED_FACE_COLUMNS = (("cohort_mu", "REAL"), ("cohort_sd", "REAL"), ("cohort_tag", "TEXT"))
 _FACE_FROM = "faces f LEFT JOIN users u ON u.id = f.user_row"
 
 
@@ -132,6 +135,8 @@ class FaceRow:
     model_version: str
     user_id: str | None
     embedding: np.ndarray | None = None
+    cohort: tuple[float, float] | None = None  # cohort statistics (mu, sd) stored at index time
+    cohort_tag: str | None = None  # which cohort and k they were computed with (None: before the upgrade)
 
 
 @dataclass
@@ -147,6 +152,8 @@ class NewFace:
     embedding: np.ndarray
     model_version: str
     chip: bytes | None = None
+    cohort: tuple[float, float] | None = None  # the scorer's statistics of `embedding`
+    cohort_tag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +236,10 @@ class Store(Database):
         super().__init__(self.home / DB_NAME, _SCHEMA)
         with self.write() as conn:
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+            have = {r[1] for r in conn.execute("PRAGMA table_info(faces)")}
+            for column, kind in _ADDED_FACE_COLUMNS:
+                if column not in have:  # a collection stored before cohort normalisation: kept as is
+                    conn.execute(f"ALTER TABLE faces ADD COLUMN {column} {kind}")
 
     # -- collections ----------------------------------------------------------------------------------
 
@@ -400,8 +411,8 @@ class Store(Database):
             cur = conn.execute(
                 "INSERT INTO faces (collection_id, face_id, image_id, image_sha256, external_image_id, "
                 "box_left, box_top, box_width, box_height, confidence, brightness, sharpness, roll, yaw, "
-                "pitch, embedding, model_version, chip, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "pitch, embedding, model_version, chip, created, cohort_mu, cohort_sd, cohort_tag) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     coll.id,
                     face.face_id,
@@ -417,6 +428,8 @@ class Store(Database):
                     face.model_version,
                     face.chip,
                     now,
+                    *(face.cohort if face.cohort is not None else (None, None)),
+                    face.cohort_tag if face.cohort is not None else None,
                 ),
             )
             new_rows.append(int(cur.lastrowid))
@@ -430,6 +443,8 @@ class Store(Database):
                     confidence=face.confidence,
                     model_version=face.model_version,
                     user_id=None,
+                    cohort=face.cohort,
+                    cohort_tag=face.cohort_tag if face.cohort is not None else None,
                 )
             )
         if coll.face_count + len(new_rows) > max_collection_faces:
@@ -451,6 +466,8 @@ class Store(Database):
             model_version=r[9],
             user_id=r[10],
             embedding=from_blob(embedding) if embedding is not None else None,
+            cohort=None if r[11] is None or r[12] is None else (float(r[11]), float(r[12])),
+            cohort_tag=r[13],
         )
 
     def list_faces(
