@@ -131,8 +131,9 @@ class FaceEngine:
             if embedder not in EMBEDDER_NAMES:
                 raise ValueError(f"unknown embedder {embedder!r}; choose one of {', '.join(EMBEDDER_NAMES)}")
             # The embedder (ONNX session creation, ~0.15 s) loads in a thread while this one reads the
-            # landmark models (~0.6 s): start-up pays the longer of the two, not their sum.
-            self._loading = threading.Thread(target=self._load_embedder, args=(embedder,), daemon=True)
+            # landmark models (~0.6 s): start-up pays the longer of the two, not their sum. Not a daemon: a
+            # process ending early must not exit inside ONNX Runtime's session creation (it aborts).
+            self._loading = threading.Thread(target=self._load_embedder, args=(embedder,))
             self._loading.start()
         else:
             self._embedder = embedder

@@ -34,9 +34,10 @@ def _once(name: str, load: Callable[[], T]) -> T:
 
 def preload_landmarks() -> threading.Thread:
     """Start reading the landmark models in a thread (dlib lets go of the GIL while it parses them), so
-    that a command's imports and other model loads overlap the 0.5 s they take."""
+    that a command's imports and other model loads overlap the 0.5 s they take. Not a daemon: a process
+    that ends early (a one-line error) waits for it, since exiting inside dlib's loader aborts."""
     thread = threading.Thread(
-        target=lambda: (shape_predictor_68(), shape_predictor_5()), name="faceprint-preload", daemon=True
+        target=lambda: (shape_predictor_68(), shape_predictor_5()), name="faceprint-preload"
     )
     thread.start()
     return thread
