@@ -4,6 +4,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+E2E := tests/e2e
+E2E_STAMP := $(E2E)/node_modules/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
@@ -19,12 +21,18 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(SHIMS))
 	$(BIN)/pip install --quiet -e '.[dev,bench,cluster]' $(addprefix ./,$(SHIMS))
 	touch $(STAMP)
 
-install: $(STAMP)
+# The console's browser tests: playwright-core from the npm registry (no browser download: they drive
+# Debian's /usr/bin/chromium, which .ci/run installs when missing).
+$(E2E_STAMP): $(E2E)/package.json $(E2E)/package-lock.json
+	cd $(E2E) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+	touch $(E2E_STAMP)
+
+install: $(STAMP) $(E2E_STAMP)
 
 run: $(STAMP)
 	$(BIN)/faceprint demo --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) $(E2E_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q
 
@@ -44,4 +52,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/quantize.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache $(E2E)/node_modules

@@ -109,7 +109,7 @@ def test_search_with_a_raw_body_signed_by_botocore(server: RunningServer, admin:
 def test_rest_errors_use_http_status_codes(server: RunningServer, admin: tuple[str, str]) -> None:
     photo = EXAMPLES / "obama.jpg"
     anonymous = httpx.post(f"{server.url}/v1/collections/rest/search", timeout=30, **upload(photo))
-    assert anonymous.status_code == 401 and "www-authenticate" not in anonymous.headers
+    assert anonymous.status_code == 401 and "www-authenticate" not in anonymous.headers  # no browser prompt
     wrong = httpx.post(
         f"{server.url}/v1/collections/rest/search", auth=(admin[0], "nope"), timeout=30, **upload(photo)
     )
@@ -233,6 +233,13 @@ def test_web_page_is_served_at_the_root(server: RunningServer) -> None:
     """GET / is the web page (POST / stays the Rekognition endpoint); it drives the REST API above."""
     resp = httpx.get(f"{server.url}/", timeout=30)
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
-    page = resp.text
-    for needle in ('id="search"', 'id="index"', "/v1/collections", "estimated_false_match_rate", "Basic "):
+    assert "frame-ancestors 'none'" in resp.headers["content-security-policy"]
+    page = resp.text + httpx.get(f"{server.url}/console/console.js", timeout=30).text
+    for needle in (
+        'id="search-form"',
+        'id="index-form"',
+        "/v1/collections",
+        "/v1/sessions",
+        "sessionStorage",
+    ):
         assert needle in page, needle

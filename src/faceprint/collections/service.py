@@ -573,6 +573,20 @@ class Collections:
         out: dict[str, Any] = {"DeletedFaces": deleted} if deleted else {}  # the model's list has min 1
         return {**out, "UnsuccessfulFaceDeletions": failed}
 
+    def face_index_dates(self, *, CollectionId: str, FaceIds: list[str]) -> dict[str, dict]:
+        """FaceId -> {"IndexedAt": epoch seconds, "HasChip": bool} (for a console's face list)."""
+        coll = self._collection(CollectionId)
+        dates = self.store.face_dates(coll.id, _face_ids(FaceIds, "FaceIds", MAX_PAGE))
+        return {f: {"IndexedAt": created, "HasChip": chip} for f, (created, chip) in dates.items()}
+
+    def face_chip(self, *, CollectionId: str, FaceId: str) -> bytes:
+        """The aligned chip (JPEG) kept for a face (`faceprint index --keep-chips`)."""
+        coll = self._collection(CollectionId)
+        chip = self.store.face_chip(coll.id, _pattern(FaceId, FACE_ID_RE, "FaceId"))
+        if chip is None:
+            raise ResourceNotFoundError(f"no chip was kept for face {FaceId} in collection {coll.name!r}")
+        return chip
+
     # -- search ---------------------------------------------------------------------------------------
 
     def _face_threshold(self, value: Any, coll: CollectionRow) -> float:
@@ -696,6 +710,69 @@ class Collections:
             "FaceModelVersion": coll.model_version,
             **_error_rate_members(threshold, coll),
         }
+
+    def search_faces_in_image(
+        self,
+        *,
+        CollectionId: str,
+        Image: Any,
+        MaxFaces: int | None = None,
+        FaceMatchThreshold: float | None = None,
+        QualityFilter: str | None = None,
+    ) -> dict:
+        """Every face of the image against the collection (faceprint's extension of SearchFacesByImage).
+
+        `Faces` lists the detected faces largest first; each has its BoundingBox and Confidence, and either
+        its `FaceMatches` (`Searched` true) or the quality filter's `Reasons` (`Searched` false).
+        """
+        max_faces = _integer(MaxFaces, "MaxFaces", 1, MAX_SEARCH_FACES, DEFAULT_SEARCH_FACES)
+        qfilter = check_quality_filter(QualityFilter, "NONE")
+        coll = self._collection(CollectionId)
+        threshold = self._face_threshold(FaceMatchThreshold, coll)
+        self._check_model(coll)
+        img, _ = self._image(Image)
+        faces = self.engine.analyze(img, embed=False)
+        if not faces:
+            raise InvalidParameterError("no face was detected in the image")
+        reasons = [unindexed_reasons(face, img.width, img.height, qfilter) for face in faces]
+        searched = [face for face, why in zip(faces, reasons, strict=True) if not why]
+        if searched:
+            self.engine.embed_faces(img, searched)
+        results = []
+        for face, why in zip(faces, reasons, strict=True):
+            item: dict[str, Any] = {
+                "BoundingBox": bounding_box(face.box, img.width, img.height),
+                "Confidence": face.confidence,
+                "Searched": not why,
+            }
+            if why:
+                item["Reasons"] = why
+            else:
+                item["FaceMatches"] = self._matches(coll, face.embedding, max_faces, threshold)
+            results.append(item)
+        self._audit_each_face(coll.name, threshold, FaceMatchThreshold is None, results)
+        members = _error_rate_members(threshold, coll)
+        return {"Faces": results, "FaceModelVersion": coll.model_version, **members}
+
+    def _audit_each_face(self, collection: str, threshold: float, default: bool, faces: list[dict]) -> None:
+        """One SearchFacesByImage audit row per face of a search of every face (one transaction)."""
+        caller = audit.current_caller()
+        events = []
+        for number, face in enumerate(faces, start=1):
+            detail: dict[str, Any] = {"face_number": number, "faces_in_image": len(faces), "every_face": True}
+            if default:
+                detail["threshold"] = "default"
+            if face["Searched"]:
+                detail["face_ids"] = [m["Face"]["FaceId"] for m in face["FaceMatches"]][:100]
+                matches: int | None = len(face["FaceMatches"])
+            else:
+                detail["reasons"] = face["Reasons"]
+                matches = None
+            events.append(
+                audit.event("SearchFacesByImage", caller, collection, threshold, matches, "OK", detail)
+            )
+        audit.log_for(self.home).append_many(events)
+        caller.recorded = True
 
     # -- users ----------------------------------------------------------------------------------------
 

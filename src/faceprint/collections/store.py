@@ -520,6 +520,16 @@ class Store(Database):
                     out[r[0]] = self._face_row(r[:-1], r[-1] if embeddings else None)
         return out
 
+    def face_dates(self, collection_id: int, face_ids: Sequence[str]) -> dict[str, tuple[float, bool]]:
+        """FaceId -> (time it was indexed, whether its chip was kept), for the faces found."""
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT face_id, created, chip IS NOT NULL FROM faces WHERE collection_id=? "
+                "AND face_id IN (SELECT value FROM json_each(?))",
+                (collection_id, json.dumps(list(face_ids))),
+            ).fetchall()
+        return {r[0]: (float(r[1]), bool(r[2])) for r in rows}
+
     def face_chip(self, collection_id: int, face_id: str) -> bytes | None:
         """The stored aligned chip (JPEG) of a face, when chips were kept."""
         with self.read() as conn:

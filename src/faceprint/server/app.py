@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from faceprint.errors import FaceprintError
-from faceprint.server import kinesis, rest, wire
+from faceprint.server import kinesis, rest, rest_console, wire
 from faceprint.server import metrics as metrics_mod
 from faceprint.server.dispatch import Identity
 from faceprint.server.errors import RequestTimeoutError
@@ -33,8 +33,19 @@ from faceprint.server.sigv4 import SignedRequest
 
 log = logging.getLogger("faceprint.server")
 
-# The web page: search and index with a photo through the REST API (GET /).
-WEB_PAGE = (resources.files("faceprint") / "web" / "index.html").read_text(encoding="utf-8")
+# The web console (GET /, its script and style sheet): plain files, no build step, no external assets.
+WEB = resources.files("faceprint") / "web"
+WEB_PAGE = (WEB / "index.html").read_text(encoding="utf-8")
+WEB_ASSETS = {
+    "console.js": ("text/javascript", (WEB / "console.js").read_text(encoding="utf-8")),
+    "console.css": ("text/css", (WEB / "console.css").read_text(encoding="utf-8")),
+}
+# The console loads nothing from elsewhere and is never framed.
+CONSOLE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def _metric_name(target: str | None) -> str:
@@ -110,14 +121,20 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
         await server.run(server.dispatcher.close)
 
     async def web_page(request: Request) -> Response:
-        return HTMLResponse(WEB_PAGE)
+        return HTMLResponse(WEB_PAGE, headers=CONSOLE_HEADERS)
+
+    async def web_asset(request: Request) -> Response:
+        kind, text = WEB_ASSETS[request.url.path.rsplit("/", 1)[-1]]
+        return Response(text, media_type=kind, headers=CONSOLE_HEADERS)
 
     routes = [
         Route("/", aws_endpoint, methods=["POST"]),
         Route("/", web_page, methods=["GET"]),
+        *(Route(f"/console/{name}", web_asset, methods=["GET"]) for name in WEB_ASSETS),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *rest.routes(server),
+        *rest_console.routes(server),
     ]
 
     async def unexpected(request: Request, exc: Exception) -> Response:

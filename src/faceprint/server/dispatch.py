@@ -15,13 +15,20 @@ from typing import Any
 from faceprint import audit
 from faceprint.errors import AccessDeniedError, FaceprintError, InternalServerError
 from faceprint.files import private_dir
-from faceprint.server import schema, sigv4
+from faceprint.server import schema, sessions, sigv4
 from faceprint.server.errors import (
     MissingAuthenticationTokenError,
     UnknownOperationError,
     UnrecognizedClientError,
 )
-from faceprint.server.handlers import REGISTRY, STREAMS_SERVICE, Operation, RequestContext, Services
+from faceprint.server.handlers import (
+    COLLECTIONS_SERVICE,
+    REGISTRY,
+    STREAMS_SERVICE,
+    Operation,
+    RequestContext,
+    Services,
+)
 from faceprint.server.keys import KeyStore, Policy
 from faceprint.server.metrics import Metrics
 from faceprint.server.s3 import LocalBuckets
@@ -143,6 +150,36 @@ class Dispatcher:
         with audit.calling_as(caller):
             audit.record_refusal(self.settings.home, operation or "-", exc.code)
 
+    def authenticate_bearer(self, header: str, req: sigv4.SignedRequest | None = None) -> Identity:
+        """Check `Authorization: Bearer <SessionToken>` (a console session, see `sessions.py`)."""
+        client = req.client if req is not None else None
+        if not self.settings.auth:
+            return dataclasses.replace(ANONYMOUS, client=client)
+        key_id = None
+        try:
+            session = sessions.verify(
+                self._session_secret(), header.split(" ", 1)[1] if " " in header else ""
+            )
+            key_id = session.key_id
+            key = self.keys.get(session.key_id)
+            if key is None:  # revoked since the session began
+                raise UnrecognizedClientError("The security token included in the request is invalid.")
+        except FaceprintError as exc:
+            self.refused(req, exc, claimed=key_id)
+            raise
+        return Identity(key.access_key_id, key.name, key.policy, client=client)
+
+    def create_session(self, identity: Identity, request_id: str) -> dict[str, Any]:
+        """A session token for an identity authenticated by its key (audited as `CreateSession`)."""
+        key_id = identity.key_id or "anonymous"
+        session = sessions.issue(self._session_secret(), key_id, self.settings.session_ttl)
+        caller = audit.Caller(identity.key_id, identity.client or "-", request_id, "rest")
+        self.audit.append(audit.event("CreateSession", caller, None, None, None, "OK"))
+        return {"SessionToken": session.token, "Expiration": session.expiration}
+
+    def _session_secret(self) -> bytes:
+        return self.keys.derived_secret("session")
+
     # --- operations -------------------------------------------------------------------------------
     def invoke(
         self, name: str, params: dict[str, Any], identity: Identity, request_id: str, via: str = "aws"
@@ -195,6 +232,39 @@ class Dispatcher:
         if name == "IndexFaces":
             self.metrics.add_faces_indexed(len(result.get("FaceRecords") or []))
         return result
+
+    def search_every_face(
+        self, params: dict[str, Any], identity: Identity, request_id: str, via: str = "rest"
+    ) -> dict[str, Any]:
+        """SearchFacesByImage for every face of the image in one request, audited as one search per face.
+
+        Authorised and validated as SearchFacesByImage; the core's `search_faces_in_image` does the work
+        (one decode and detection, one embedding per face that passes the quality filter) and writes one
+        SearchFacesByImage audit row per face. A request refused before the core is recorded here.
+        """
+        op = REGISTRY["SearchFacesByImage"]
+        collection = params.get("CollectionId") if isinstance(params.get("CollectionId"), str) else None
+        caller = audit.Caller(identity.key_id, identity.client or "-", request_id, via)
+        with audit.calling_as(caller):
+            try:
+                self._authorize(op, identity, collection)
+                valid = schema.validate(op.name, params)
+                service = self.services.instance(COLLECTIONS_SERVICE, op.name)
+                try:
+                    return service.search_faces_in_image(
+                        **{**valid, "Image": self.services.image(valid["Image"])}
+                    )
+                except FaceprintError:
+                    raise
+                except Exception as exc:
+                    log.exception("request %s: search of every face failed", request_id)
+                    raise InternalServerError(
+                        f"Internal server error (request {request_id}): {type(exc).__name__}"
+                    ) from exc
+            except FaceprintError as exc:
+                if not caller.recorded:
+                    audit.record_refusal(self.settings.home, op.name, exc.code, collection)
+                raise
 
     def _authorize(
         self, op: Operation, identity: Identity, collection: str | None, scoped: bool | None = None

@@ -171,6 +171,10 @@ class KeyStore:
             return None
         return self.get(key_id)
 
+    def derived_secret(self, purpose: str) -> bytes:
+        """A server-side secret for `purpose` (e.g. signing session tokens), derived from the master key."""
+        return hmac.new(self._master_key(), f"faceprint-{purpose}-v1".encode(), hashlib.sha256).digest()
+
     # --- storage ------------------------------------------------------------------------------------
     def _derive(self, key: AccessKey) -> str:
         message = f"faceprint-secret-v1|{key.access_key_id}|{key.nonce}".encode()

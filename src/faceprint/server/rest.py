@@ -32,6 +32,7 @@ HTTP_STATUS = {
     "IncompleteSignatureException": 401,
     "InvalidSignatureException": 401,
     "UnrecognizedClientException": 401,
+    "ExpiredTokenException": 401,
     "AccessDeniedException": 403,
     "ResourceNotFoundException": 404,
     "ResourceAlreadyExistsException": 409,
@@ -122,14 +123,18 @@ def index_view(collection_id: str, result: dict[str, Any], request_id: str) -> d
     }
 
 
-def _authenticate_headers(server: Server, req: SignedRequest) -> Identity | None:
-    """HTTP Basic, or SigV4 when the headers suffice (see `Server.authenticated`); None: read the body."""
+def authenticate_headers(server: Server, req: SignedRequest, sessions: bool = True) -> Identity | None:
+    """HTTP Basic, a console session's Bearer token (unless `sessions` is False), or SigV4 when the
+    headers suffice (see `Server.authenticated`); None: read the body."""
     header = req.header("authorization") or ""
     if header[:6].lower() == "basic ":
         return server.dispatcher.authenticate_basic(header, req)
-    if not header and server.settings.auth:
+    if header[:7].lower() == "bearer " and sessions:
+        return server.dispatcher.authenticate_bearer(header, req)
+    if server.settings.auth and (not header or header[:7].lower() == "bearer "):
         exc = MissingAuthenticationTokenError(
             "Missing Authentication Token: use HTTP Basic (AccessKeyId:SecretAccessKey) or SigV4"
+            + ("" if sessions else "; a session token cannot start another session")
         )
         server.dispatcher.refused(req, exc)  # audited before any other work
         raise exc
@@ -156,22 +161,35 @@ def image_and_fields(req: SignedRequest) -> tuple[bytes, dict[str, str]]:
     string's parameters count as fields too. Runs in a worker thread (parsing 5 MB is CPU work)."""
     content_type = req.header("content-type") or ""
     kind = content_type.split(";")[0].strip().lower()
-    fields = {k: v for k, v in parse_qsl(req.query_string)}
     if kind in _IMAGE_TYPES:
-        return req.body, fields
+        return req.body, dict(parse_qsl(req.query_string))
     if kind != "multipart/form-data":
         raise InvalidParameterError(
             "send the image as multipart/form-data (field 'image') or as an image/* body"
         )
-    image: list[bytes] = []
+    files, fields = form(req)
+    if "image" not in files:
+        raise InvalidParameterError("multipart field 'image' (a file) is required")
+    return files["image"], fields
+
+
+def form(req: SignedRequest) -> tuple[dict[str, bytes], dict[str, str]]:
+    """A multipart/form-data body's files (the first of each name) and fields; query parameters count as
+    fields too."""
+    content_type = req.header("content-type") or ""
+    if content_type.split(";")[0].strip().lower() != "multipart/form-data":
+        raise InvalidParameterError("send the files as multipart/form-data")
+    fields = dict(parse_qsl(req.query_string))
+    files: dict[str, bytes] = {}
 
     def on_field(field: Any) -> None:
         fields[field.field_name.decode(errors="replace")] = (field.value or b"").decode(errors="replace")
 
     def on_file(file: Any) -> None:
-        if file.field_name == b"image" and not image:
+        name = (file.field_name or b"").decode(errors="replace")
+        if name not in files:
             file.file_object.seek(0)
-            image.append(file.file_object.read())
+            files[name] = file.file_object.read()
         file.close()
 
     headers = {"Content-Type": content_type.encode(), "Content-Length": str(len(req.body)).encode()}
@@ -183,12 +201,10 @@ def image_and_fields(req: SignedRequest) -> tuple[bytes, dict[str, str]]:
         parser.finalize()
     except Exception as exc:  # python-multipart raises several kinds for malformed bodies
         raise InvalidParameterError(f"malformed multipart body: {exc}") from None
-    if not image:
-        raise InvalidParameterError("multipart field 'image' (a file) is required")
-    return image[0], fields
+    return files, fields
 
 
-def _number(fields: dict[str, str], name: str, kind: type[int] | type[float]) -> int | float | None:
+def number(fields: dict[str, str], name: str, kind: type[int] | type[float]) -> int | float | None:
     if name not in fields or fields[name] == "":
         return None
     try:
@@ -261,7 +277,7 @@ def routes(server: Server) -> list[Route]:
     """The REST routes, bound to this process's server."""
 
     def headers_check(req: SignedRequest) -> Identity | None:
-        return _authenticate_headers(server, req)
+        return authenticate_headers(server, req)
 
     async def call(request: Request, operation: str, build: Any, view: Any) -> Response:
         request_id = str(uuid.uuid4())
@@ -293,7 +309,7 @@ def routes(server: Server) -> list[Route]:
                 ("threshold", "FaceMatchThreshold", float),
                 ("max_faces", "MaxFaces", int),
             ):
-                value = _number(fields, name, kind)
+                value = number(fields, name, kind)
                 if value is not None:
                     params[member] = value
             if fields.get("quality_filter"):
@@ -312,7 +328,7 @@ def routes(server: Server) -> list[Route]:
             params: dict[str, Any] = {"CollectionId": collection_id, "Image": {"Bytes": data}}
             if fields.get("external_image_id"):
                 params["ExternalImageId"] = fields["external_image_id"]
-            max_faces = _number(fields, "max_faces", int)
+            max_faces = number(fields, "max_faces", int)
             if max_faces is not None:
                 params["MaxFaces"] = max_faces
             if fields.get("quality_filter"):
@@ -327,7 +343,7 @@ def routes(server: Server) -> list[Route]:
             params: dict[str, Any] = {}
             if query.get("next_token"):
                 params["NextToken"] = query["next_token"]
-            max_results = _number(query, "max_results", int)
+            max_results = number(query, "max_results", int)
             if max_results is not None:
                 params["MaxResults"] = max_results
             return params

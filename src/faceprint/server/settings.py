@@ -57,6 +57,7 @@ class ServerSettings:
     video_worker: bool = True  # run queued video jobs in this process (FACEPRINT_VIDEO_WORKER=0: elsewhere)
     allowed_origins: tuple[str, ...] = ()  # browser origins besides the server's own that may write
     stream_runner: bool = True  # run stream processors in this process (FACEPRINT_STREAM_RUNNER=0: not)
+    session_ttl: int = 3600  # seconds a console session token lives (FACEPRINT_SESSION_TTL)
 
     @classmethod
     def from_env(cls) -> ServerSettings:
@@ -78,4 +79,5 @@ class ServerSettings:
             video_worker=_env_bool("FACEPRINT_VIDEO_WORKER", True),
             allowed_origins=tuple(o for o in env("FACEPRINT_ALLOWED_ORIGINS", "").split(",") if o.strip()),
             stream_runner=_env_bool("FACEPRINT_STREAM_RUNNER", True),
+            session_ttl=int(env("FACEPRINT_SESSION_TTL", defaults.session_ttl)),
         )
