@@ -308,7 +308,8 @@ def routes(server: Server) -> list[Route]:
         def work(req: SignedRequest, identity: Identity, request_id: str) -> dict[str, Any]:
             _check_action(identity, "GetAuditLog")
             fields = query(req)
-            limit = rest.number(fields, "limit", int) or 200
+            limit = rest.number(fields, "limit", int)
+            limit = 200 if limit is None else limit
             if not 1 <= limit <= AUDIT_PAGE_MAX:
                 raise InvalidParameterError(f"'limit' must be 1 to {AUDIT_PAGE_MAX}")
             since, until = fields.get("since") or None, fields.get("until") or None
