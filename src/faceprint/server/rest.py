@@ -426,7 +426,7 @@ def _image_form(extra: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_ERRORS = {
+ERRORS = {
     str(status): {
         "description": desc,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -479,7 +479,7 @@ OPENAPI: dict[str, Any] = {
                         "description": "Matches",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Search"}}},
                     },
-                    **_ERRORS,
+                    **ERRORS,
                 },
             }
         },
@@ -504,7 +504,7 @@ OPENAPI: dict[str, Any] = {
                         "description": "Indexed faces",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Index"}}},
                     },
-                    **_ERRORS,
+                    **ERRORS,
                 },
             }
         },
@@ -535,7 +535,7 @@ OPENAPI: dict[str, Any] = {
                             }
                         },
                     },
-                    "401": _ERRORS["401"],
+                    "401": ERRORS["401"],
                 },
             }
         },

@@ -406,3 +406,85 @@ def routes(server: Server) -> list[Route]:
         Route("/v1/reports", reports, methods=["GET"]),
         Route("/v1/reports/audit.html", audit_report, methods=["GET"]),
     ]
+
+
+# --- OpenAPI (merged into rest.OPENAPI, so /openapi.json and /docs list these too) -------------------------
+def _doc(summary: str, description: str, *params: str) -> dict[str, Any]:
+    parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
+    return {
+        "summary": summary,
+        "description": description,
+        "parameters": parameters,
+        "responses": {"200": {"description": "The operation's Rekognition response"}, **rest.ERRORS},
+    }
+
+
+_C = "/v1/collections/{collection_id}"
+OPENAPI_PATHS: dict[str, dict[str, Any]] = {
+    "/v1/sessions": {
+        "post": _doc(
+            "Start a console session",
+            "Basic or SigV4 only; returns SessionToken (send as `Authorization: Bearer`) and Expiration. "
+            "An expired token answers 401 ExpiredTokenException.",
+        )
+    },
+    "/v1/collections": {"post": _doc("Create a collection", 'CreateCollection; JSON {"CollectionId"}')},
+    _C: {
+        "get": _doc(
+            "Describe a collection",
+            "DescribeCollection + DefaultFaceMatchThreshold and ExpectedFalseMatchesPerSearch",
+            "collection_id",
+        ),
+        "delete": _doc("Delete a collection", "DeleteCollection", "collection_id"),
+    },
+    f"{_C}/faces": {
+        "get": _doc(
+            "List faces", "ListFaces (max_results, next_token) + IndexedAt, HasChip", "collection_id"
+        ),
+        "delete": _doc("Delete faces", 'DeleteFaces; JSON {"FaceIds": [...]}', "collection_id"),
+    },
+    _C + "/faces/{face_id}/chip": {
+        "get": _doc("A face's kept chip (JPEG)", "Audited as GetFaceChip", "collection_id", "face_id")
+    },
+    f"{_C}/users": {
+        "get": _doc("List users", "ListUsers", "collection_id"),
+        "post": _doc("Create a user", 'CreateUser; JSON {"UserId"}', "collection_id"),
+    },
+    _C + "/users/{user_id}": {"delete": _doc("Delete a user", "DeleteUser", "collection_id", "user_id")},
+    _C + "/users/{user_id}/faces": {
+        "post": _doc("Associate faces", 'AssociateFaces; JSON {"FaceIds"}', "collection_id", "user_id")
+    },
+    f"{_C}/search-faces": {
+        "post": _doc(
+            "Search every face of an image",
+            "Multipart image (+ threshold, max_faces, quality_filter); one SearchFacesByImage audit record "
+            "per face",
+            "collection_id",
+        )
+    },
+    f"{_C}/calibration": {
+        "get": _doc(
+            "Calibration curve", "FMR and FNMR by Similarity for the collection's model", "collection_id"
+        )
+    },
+    "/v1/compare": {
+        "post": _doc("Compare two photos", "CompareFaces; multipart source, target (+ threshold)")
+    },
+    "/v1/video-searches": {
+        "post": _doc(
+            "Start a video face search", "StartFaceSearch: JSON with an S3Object, or a multipart upload"
+        )
+    },
+    "/v1/video-searches/{job_id}": {
+        "get": _doc("Video face search status and results", "GetFaceSearch + Progress", "job_id")
+    },
+    "/v1/audit-log": {
+        "get": _doc("The audit log", "since, until, operation, limit; with the chain's verification status")
+    },
+    "/v1/reports": {
+        "get": _doc("Reports under the home folder", "The last `faceprint audit` report, if any")
+    },
+    "/v1/reports/audit.html": {"get": _doc("The last audit report", "HTML")},
+}
+for _path, _methods in OPENAPI_PATHS.items():
+    rest.OPENAPI["paths"].setdefault(_path, {}).update(_methods)
