@@ -22,6 +22,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from conftest import DATA, EXAMPLES
+from faceprint.errors import FaceprintError
 from faceprint.server import sessions
 from faceprint.server.keys import KeyStore
 from faceprint.server.launcher import RunningServer, start_server
@@ -391,3 +392,28 @@ def test_console_assets_are_local_and_framing_is_refused(server: RunningServer) 
         text = resp.text.replace("http://www.w3.org/2000/svg", "")  # the SVG namespace, not a fetch
         assert "http://" not in text and "https://" not in text
     assert json.loads(httpx.get(f"{server.url}/healthz").text)["status"] == "ok"
+
+
+def test_credentials_are_checked_before_the_body_is_read(server: RunningServer) -> None:
+    big = b"\0" * (25 * 1024 * 1024)  # over the 24 MiB body limit: read first, this would be a 400
+    url = f"{server.url}/v1/video-searches"
+    files = {"video": ("big.mp4", big)}
+    error(httpx.post(url, files=files, timeout=60), 401, "MissingAuthenticationTokenException")
+    forged = {"Authorization": "Bearer fps1.FPAKNOPE.9999999999.bad"}
+    error(httpx.post(url, files=files, headers=forged, timeout=60), 401, "UnrecognizedClientException")
+
+
+def test_session_tokens_are_signed_and_expire() -> None:
+    secret, other = b"k" * 32, b"o" * 32
+    session = sessions.issue(secret, "FPAKA", 60, now=1000.0)
+    assert session.expiration == 1060 and session.token.startswith("fps1.FPAKA.1060.")
+    assert sessions.verify(secret, session.token, now=1059.0).key_id == "FPAKA"
+    with pytest.raises(sessions.ExpiredTokenError):
+        sessions.verify(secret, session.token, now=1060.0)
+    tampered = session.token.replace("FPAKA", "FPAKB")
+    for bad in (tampered, session.token + "x", "fps1.FPAKA.x.y", "", "Basic abc"):
+        with pytest.raises(FaceprintError) as info:
+            sessions.verify(secret, bad, now=1000.0)
+        assert info.value.code == "UnrecognizedClientException"
+    with pytest.raises(FaceprintError):
+        sessions.verify(other, session.token, now=1000.0)  # another server's master key

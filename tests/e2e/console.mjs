@@ -89,11 +89,27 @@ test("create a collection and index three photos", async () => {
   await indexPhotos(["obama.jpg", "biden.jpg", "obama2.jpg"]);
   const ids = await page.locator("#faces-table tbody tr td:nth-child(3)").allInnerTexts();
   expect(JSON.stringify(ids.sort()) === JSON.stringify(["biden", "obama", "obama2"]), "faces listed: " + ids);
+  await shot(page, "02-faces");
   await view("Collections");
   const row = page.locator("#collections-table tbody tr", { hasText: COLLECTION });
   await row.locator("td:nth-child(2)", { hasText: "3" }).waitFor();
   expect((await row.innerText()).includes("false match"), "the default threshold's meaning is missing");
   await shot(page, "02-collection-indexed");
+});
+
+test("create a user and associate a face with it", async () => {
+  await view("Faces & users");
+  await page.getByLabel("New user id").fill("barack");
+  await page.getByRole("button", { name: "Create user" }).click();
+  await page.locator("#users-table tbody tr", { hasText: "barack" }).waitFor();
+  await page.getByLabel("Select face obama", { exact: true }).check();
+  await page.getByLabel("User", { exact: true }).selectOption("barack");
+  await page.getByRole("button", { name: "Associate selected faces" }).click();
+  await page.locator("#faces-table tbody tr", { hasText: "barack" }).waitFor();
+  await noError();
+  const row = await page.locator("#faces-table tbody tr", { hasText: "barack" }).innerText();
+  expect(row.includes("obama") && !row.includes("obama2"), "associated: " + row);
+  await shot(page, "02-faces-and-users");
 });
 
 test("search two_people.jpg: both people matched, each on their own box", async () => {

@@ -195,7 +195,7 @@ LOADERS.collections = async () => {
 };
 function meaning(c) {
   const n = c.FaceCount || 0, e = c.ExpectedFalseMatchesPerSearch || 0;
-  return `At ${n.toLocaleString("en")} face${n === 1 ? "" : "s"}, a search for someone not enrolled returns a false match ${e.toPrecision(2)} times per search (${oneIn(e)} searches).`;
+  return `At ${n.toLocaleString("en")} face${n === 1 ? "" : "s"}, a search for someone not enrolled is expected to return a false match ${e.toPrecision(2)} times (${oneIn(e)} searches).`;
 }
 function fillCollectionSelect(ids) {
   const select = $("#collection");
