@@ -213,6 +213,8 @@ test("every control is labelled and reachable by keyboard", async () => {
   for (const id of ["collection", "sign-out", "Compare", "Audit", "search-file", "search-quality", "search-threshold", "Search every face"]) {
     expect(reached.includes(id), `Tab never reaches ${id}: ${reached.join(", ")}`);
   }
+  await page.keyboard.press("Shift+Tab");
+  await shot(page, "09-keyboard-focus", false);
 });
 
 test("a wrong key gives a clear message and no data", async () => {
