@@ -271,7 +271,7 @@ async function deleteFaces() {
   if (!ids.length) return showError(new ApiError("NothingSelected", "Select faces with their checkboxes first.", 0));
   if (!confirm(`Delete ${ids.length} face(s)?`)) return;
   const out = await busy("Deleting faces", () => api("DELETE", cpath("/faces"), { json: { FaceIds: ids } }));
-  if (out) { status(`Deleted ${out.DeletedFaces.length}; not deleted: ${out.UnsuccessfulFaceDeletions.length}.`); loadFaces(null); }
+  if (out) { status(`Deleted ${(out.DeletedFaces || []).length}; not deleted: ${(out.UnsuccessfulFaceDeletions || []).length}.`); loadFaces(null); }
 }
 async function createUser(event) {
   event.preventDefault();
@@ -287,7 +287,7 @@ async function associate() {
   const ids = picked(), user = $("#associate-user").value;
   if (!ids.length || !user) return showError(new ApiError("NothingSelected", "Select faces and a user first.", 0));
   const out = await busy("Associating", () => api("POST", cpath("/users/" + enc(user) + "/faces"), { json: { FaceIds: ids } }));
-  if (out) { status(`Associated ${out.AssociatedFaces.length}; not associated: ${out.UnsuccessfulFaceAssociations.length}.`); loadFaces(null); }
+  if (out) { status(`Associated ${(out.AssociatedFaces || []).length}; not associated: ${(out.UnsuccessfulFaceAssociations || []).length}.`); loadFaces(null); }
 }
 
 // Search every face ---------------------------------------------------------------------------------------
