@@ -33,6 +33,13 @@ def test_console_in_headless_chromium(tmp_path: Path) -> None:
     home, short_home = tmp_path / "home", tmp_path / "short-home"
     home.mkdir()
     key, secret = KeyStore(home).create("console-e2e")
+    reports = home / "reports"  # where `faceprint audit --out "$FACEPRINT_HOME/reports"` writes
+    reports.mkdir()
+    shutil.copy(EXAMPLES / "lin-manuel-miranda.png", reports / "figure.png")
+    (reports / "audit.html").write_text(
+        "<!doctype html><title>faceprint audit</title><style>h1{color:rgb(11,92,173)}</style>"
+        '<h1>faceprint demographic audit</h1><img src="figure.png" alt="figure">'
+    )
     short_home.mkdir(mode=0o700)
     (short_home / "server").mkdir(mode=0o700)
     for name in ("keys.json", "master.key"):  # the same key works on both servers

@@ -375,12 +375,14 @@ def test_calibration_curve_and_audit_report(
     assert httpx.get(f"{server.url}/v1/reports", headers=bearer).json() == {"AuditReport": None}
     error(httpx.get(f"{server.url}/v1/reports/audit.html", headers=bearer), 404, "ResourceNotFoundException")
     (server.home / "reports").mkdir(exist_ok=True)
-    (server.home / "reports" / "audit.html").write_text("<h1>faceprint audit</h1>")
+    (server.home / "reports" / "audit.html").write_text('<h1>faceprint audit</h1><img src="fig.png" alt="f">')
+    shutil.copy(EXAMPLES / "alex-lacamoire.png", server.home / "reports" / "fig.png")
     listed = httpx.get(f"{server.url}/v1/reports", headers=bearer).json()["AuditReport"]
     assert listed["Url"] == "/v1/reports/audit.html"
     error(httpx.get(f"{server.url}/v1/reports/audit.html"), 401, "MissingAuthenticationTokenException")
     report = httpx.get(f"{server.url}/v1/reports/audit.html", headers=bearer)
     assert report.status_code == 200 and "faceprint audit" in report.text
+    assert '<img src="data:image/png;base64,iVBOR' in report.text  # figures inlined: one self-contained page
 
 
 def test_console_assets_are_local_and_framing_is_refused(server: RunningServer) -> None:

@@ -190,6 +190,18 @@ test("accuracy: the calibration curve is drawn", async () => {
   const points = await page.locator("#calibration-curve polyline").getAttribute("points");
   expect(points.split(" ").length > 100, "too few curve points");
   await shot(page, "07-accuracy");
+  const [report] = await Promise.all([
+    context.waitForEvent("page"),
+    page.getByRole("button", { name: "Open the audit report" }).click(),
+  ]);
+  await report.waitForLoadState();
+  await report.locator("h1").waitFor();
+  expect((await report.locator("h1").innerText()) === "faceprint demographic audit", "report not opened");
+  const styled = await report.evaluate(() => getComputedStyle(document.querySelector("h1")).color);
+  const drawn = await report.evaluate(() => document.images[0].complete && document.images[0].naturalWidth > 0);
+  expect(styled === "rgb(11, 92, 173)" && drawn, `the report's style (${styled}) or figure (${drawn}) is missing`);
+  await shot(report, "07-audit-report");
+  await report.close();
 });
 
 test("every control is labelled and reachable by keyboard", async () => {

@@ -42,7 +42,10 @@ WEB_ASSETS = {
 }
 # The console loads nothing from elsewhere and is never framed.
 CONSOLE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; frame-ancestors 'none'",
+    "Content-Security-Policy": (
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' blob: data:; "
+        "frame-ancestors 'none'"  # inline styles: the audit report, opened from the console as a blob
+    ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }

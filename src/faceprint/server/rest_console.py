@@ -8,9 +8,11 @@ dispatcher, so they are authorised by the key's policy and audited like the AWS 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -89,6 +91,25 @@ def _record(rec: Any) -> dict[str, Any]:
         with contextlib.suppress(ValueError):
             out["detail"] = json.loads(out["detail"])
     return out
+
+
+_FIGURE = re.compile(r'<img src="([^"/\\]+\.(png|svg|jpg))"')
+_FIGURE_TYPES = {"png": "image/png", "svg": "image/svg+xml", "jpg": "image/jpeg"}
+
+
+def inline_figures(report: Path) -> str:
+    """The report's HTML with the figures beside it inlined as data: URIs, so that the console can open
+    it as one self-contained document (a fetched page cannot fetch its own images with the session)."""
+    html = report.read_text(encoding="utf-8", errors="replace")
+
+    def inline(match: re.Match[str]) -> str:
+        figure = report.parent / match.group(1)
+        if not figure.is_file():
+            return match.group(0)
+        data = base64.b64encode(figure.read_bytes()).decode()
+        return f'<img src="data:{_FIGURE_TYPES[match.group(2)]};base64,{data}"'
+
+    return _FIGURE.sub(inline, html)
 
 
 def routes(server: Server) -> list[Route]:
@@ -380,7 +401,7 @@ def routes(server: Server) -> list[Route]:
             path = _report()
             if not path.is_file():
                 raise ResourceNotFoundError("no `faceprint audit` report under the home folder (reports/)")
-            return HTMLResponse(path.read_text(encoding="utf-8", errors="replace"))
+            return HTMLResponse(inline_figures(path), headers={"Cache-Control": "no-store"})
 
         return await handle(request, "GetReport", work)
 

@@ -527,7 +527,8 @@ function curve(data) {
   root.append(svg("polyline", { points: pts, fill: "none", stroke: "#0b5cad", "stroke-width": 2.5 }));
   if (data.TailFrom < 100) {
     root.append(svg("rect", { x: x(data.TailFrom), y: T, width: x(100) - x(data.TailFrom), height: H - B - T, fill: "#0b5cad", opacity: 0.06 }));
-    root.append(svg("text", { x: x(data.TailFrom) - 4, y: T + 14, "text-anchor": "end", "font-size": 11, fill: "#56616c" }, "fitted tail from here →"));
+    const tx = x(data.TailFrom) + 10;
+    root.append(svg("text", { x: tx, y: T + 8, transform: `rotate(90 ${tx} ${T + 8})`, "font-size": 11, fill: "#56616c" }, "fitted tail (an estimate)"));
   }
   const mark = (s, label, color, dy) => {
     root.append(svg("line", { x1: x(s), x2: x(s), y1: T, y2: H - B, stroke: color, "stroke-dasharray": "5 4", "stroke-width": 1.5 }));
