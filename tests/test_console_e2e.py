@@ -67,7 +67,7 @@ def test_console_in_headless_chromium(tmp_path: Path) -> None:
         )
         print(run.stdout, run.stderr)
         assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n{server.log()[-3000:]}"
-    assert "console: 11 passed, 0 failed" in run.stdout, run.stdout
+    assert "console: 12 passed, 0 failed" in run.stdout, run.stdout
     for name in (
         "01-signed-in",
         "03-search-two-people",

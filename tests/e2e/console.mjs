@@ -229,6 +229,20 @@ test("every control is labelled and reachable by keyboard", async () => {
   await shot(page, "09-keyboard-focus", false);
 });
 
+test("every view fits a 390-pixel phone screen", async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  const wide = [];
+  for (const name of ["Collections", "Faces & users", "Search a photo", "Compare", "Video", "Audit", "Accuracy"]) {
+    await view(name);
+    await page.waitForTimeout(300);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (overflow > 1) wide.push(`${name} by ${overflow}px`);
+    if (name === "Video") await shot(page, "10-video-390px");
+  }
+  await page.setViewportSize({ width: 1280, height: 800 });
+  expect(wide.length === 0, "wider than the screen: " + wide.join(", "));
+});
+
 test("a wrong key gives a clear message and no data", async () => {
   const p = await context.newPage();
   await signIn(p, URL, KEY, "not-the-secret");
