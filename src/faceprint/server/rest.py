@@ -556,8 +556,8 @@ OPENAPI: dict[str, Any] = {
                 ],
                 "responses": {
                     "200": {"description": "Event stream", "content": {"text/event-stream": {}}},
-                    "401": _ERRORS["401"],
-                    "403": _ERRORS["403"],
+                    "401": ERRORS["401"],
+                    "403": ERRORS["403"],
                     "404": {"description": "No such stream processor"},
                 },
             }
