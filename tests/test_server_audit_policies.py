@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 from PIL import Image, ImageFilter
 
 from conftest import DATA, EXAMPLES
+from faceprint import scoring
 from faceprint.server.launcher import RunningServer, start_server
 
 pytestmark = pytest.mark.slow
@@ -249,7 +250,10 @@ def test_every_request_is_audited_with_its_client_and_outcome(env: Env) -> None:
             "OK",
         )
     search = by_request[calls["SearchFacesByImage"]["ResponseMetadata"]["RequestId"]]
-    assert search["collection"] == "teamA-1" and search["threshold"] > 80 and search["matches"] == 0
+    size = calls["DescribeCollection"]["FaceCount"]
+    used = scoring.default_scorer().default_search_threshold(size)  # the calibrated default for its size
+    assert search["collection"] == "teamA-1" and search["matches"] == 0
+    assert search["threshold"] == pytest.approx(used)
     assert json.loads(search["detail"]) == {"face_ids": [], "threshold": "default", "via": "aws"}
     assert by_request[calls["ListCollections"]["ResponseMetadata"]["RequestId"]]["matches"] == 2
     refused = [r for r in rows if r["key_id"] == env.keys["team-a"][0] and r["outcome"] != "OK"]
