@@ -95,7 +95,7 @@ def fill(core: Collections, n: int, seed: int = 13) -> None:
     """Add `n` faces with random unit vectors to the collection (stored like IndexFaces stores faces)."""
     import uuid
 
-    from faceprint.collections.store import ImageFaces, NewFace
+    from faceprint.collections.port import ImageFaces, NewFace
 
     rng = np.random.default_rng(seed)
     version = core.engine.model_version

@@ -53,3 +53,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path.mkdir()
     monkeypatch.setenv("FACEPRINT_HOME", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """A throw-away PostgreSQL 15 cluster for the session (tests/pg_server.py), always stopped."""
+    from pg_server import postgres_server
+
+    with postgres_server() as server:
+        yield server

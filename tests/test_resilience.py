@@ -32,7 +32,7 @@ def test_search_works_from_sqlite_when_the_index_cannot_be_written(
         else:
             folder.parent.mkdir(parents=True, exist_ok=True)
             folder.write_text("not a folder")
-        with caplog.at_level(logging.WARNING, logger="faceprint.collections.store"):
+        with caplog.at_level(logging.WARNING, logger="faceprint.collections.index_cache"):
             for probe in ("obama2.jpg", "obama.jpg"):
                 found = svc.search_faces_by_image(CollectionId="c", Image=EXAMPLES / probe)
                 assert [m["Face"]["ExternalImageId"] for m in found["FaceMatches"]] == ["obama"]

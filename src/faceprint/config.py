@@ -37,6 +37,54 @@ def cohort_file() -> Path | None:
     return Path(env).expanduser() if env else None
 
 
+def database_url() -> str | None:
+    """`FACEPRINT_DATABASE_URL` (`postgresql://...`): PostgreSQL is then the source of truth of
+    collections, video jobs, the audit log and access keys; None: the embedded SQLite files."""
+    return os.environ.get("FACEPRINT_DATABASE_URL") or None
+
+
+def master_key_file(home: Path | None = None) -> Path:
+    """The key that derives access-key secrets and signs session tokens (`FACEPRINT_MASTER_KEY_FILE`,
+    default `<home>/server/master.key`); nodes of a cluster share one file."""
+    env = os.environ.get("FACEPRINT_MASTER_KEY_FILE")
+    if env:
+        return Path(env).expanduser()
+    return (home if home is not None else home_dir()) / "server" / "master.key"
+
+
+def key_cache_seconds() -> float:
+    """How long a node trusts its cached copy of the access keys stored in PostgreSQL
+    (`FACEPRINT_KEY_CACHE_SECONDS`, default 2): a key created or revoked on one node takes effect on
+    every node within this time."""
+    return float(os.environ.get("FACEPRINT_KEY_CACHE_SECONDS", "2"))
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    """Bounds on every PostgreSQL call, in seconds (`FACEPRINT_DB_*`). A request that meets a down or
+    stuck database fails within about `connect_timeout + pool_timeout` (connecting) or
+    `statement_timeout` (a query), never hangs."""
+
+    connect_timeout: float = 3.0  # FACEPRINT_DB_CONNECT_TIMEOUT: a new connection
+    pool_timeout: float = 5.0  # FACEPRINT_DB_POOL_TIMEOUT: waiting for a pooled connection
+    statement_timeout: float = 10.0  # FACEPRINT_DB_STATEMENT_TIMEOUT: one statement, on the server
+    lock_timeout: float = 10.0  # FACEPRINT_DB_LOCK_TIMEOUT: waiting for a row or write lock
+    pool_min: int = 1  # FACEPRINT_DB_POOL_MIN: connections kept open per schema and process
+    pool_max: int = 8  # FACEPRINT_DB_POOL_MAX
+
+    @classmethod
+    def from_env(cls) -> PostgresSettings:
+        env = os.environ.get
+        return cls(
+            connect_timeout=float(env("FACEPRINT_DB_CONNECT_TIMEOUT", cls.connect_timeout)),
+            pool_timeout=float(env("FACEPRINT_DB_POOL_TIMEOUT", cls.pool_timeout)),
+            statement_timeout=float(env("FACEPRINT_DB_STATEMENT_TIMEOUT", cls.statement_timeout)),
+            lock_timeout=float(env("FACEPRINT_DB_LOCK_TIMEOUT", cls.lock_timeout)),
+            pool_min=int(env("FACEPRINT_DB_POOL_MIN", cls.pool_min)),
+            pool_max=int(env("FACEPRINT_DB_POOL_MAX", cls.pool_max)),
+        )
+
+
 @dataclass(frozen=True)
 class ImageLimits:
     """Input limits; the defaults are Rekognition's."""

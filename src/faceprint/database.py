@@ -1,7 +1,9 @@
 """A durable SQLite file: WAL, synchronous=FULL, one connection per thread, explicit transactions.
 
 The collections store and the video job store both build on it, so every acknowledged write in
-faceprint has the same guarantee: once `write()` returns, the transaction survives a crash.
+faceprint has the same guarantee: once `write()` returns, the transaction survives a crash. Its schema
+is a list of versioned migrations (`faceprint.migrations`), applied transparently on open; the
+PostgreSQL twin with the same `read()`/`write()` interface is `faceprint.postgres.PostgresDatabase`.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from faceprint.files import private_file
+from faceprint.migrations import Migration, apply_sqlite, as_migrations
 
 BUSY_SECONDS = 60.0  # how long a connection waits for another process's lock
 
@@ -42,18 +45,17 @@ class Database:
     """One SQLite file shared by threads (a connection each) and processes (WAL + busy timeout)."""
 
     row_factory: type | None = None
+    dialect = "sqlite"
 
-    def __init__(self, path: Path, schema: str) -> None:
+    def __init__(self, path: Path, schema: str | Sequence[Migration]) -> None:
         self.path = Path(path)
         private_file(self.path)  # faces and match results: owner only (0600 in a 0700 folder)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         with self.write() as conn:
-            for statement in schema.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+            self.schema_version = apply_sqlite(conn, as_migrations(schema))
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('token_key', ?)", (secrets.token_bytes(32),))
 
     def _conn(self) -> sqlite3.Connection:
@@ -73,8 +75,10 @@ class Database:
         return conn
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE): committed durably on exit, rolled back on error."""
+    def write(self, serialised: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE): committed durably on exit, rolled back on error.
+
+        SQLite always serialises writers; `serialised=False` matters only to PostgreSQL."""
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -35,10 +35,22 @@ import numpy as np
 
 from faceprint import audit, scoring
 from faceprint import similarity as sim
+from faceprint.collections.index_cache import IndexCache
 from faceprint.collections.ingest import GroupRunner, PreparedIndex
+from faceprint.collections.port import (
+    Collection,
+    FaceChanges,
+    FaceRecord,
+    ImageFaces,
+    NewFace,
+    Refusal,
+    RefusedFace,
+    Store,
+    User,
+)
 from faceprint.collections.quality import check_quality_filter, unindexed_reasons
-from faceprint.collections.store import CollectionRow, FaceRow, ImageFaces, IndexCache, NewFace, Store
-from faceprint.config import ImageLimits, home_dir
+from faceprint.collections.store import open_store
+from faceprint.config import ImageLimits, database_url, home_dir
 from faceprint.engine import DESCRIPTOR, MAX_FACES, Face, FaceEngine
 from faceprint.errors import (
     FaceprintError,
@@ -164,7 +176,7 @@ def _box(box: Sequence[float]) -> dict[str, float]:
     return {"Width": width, "Height": height, "Left": left, "Top": top}
 
 
-def face_shape(face: FaceRow, full: bool = True) -> dict:
+def face_shape(face: FaceRecord, full: bool = True) -> dict:
     """Rekognition `Face`; `full` adds IndexFacesModelVersion and UserId (ListFaces, FaceMatch)."""
     out: dict[str, Any] = {"FaceId": face.face_id, "BoundingBox": _box(face.box), "ImageId": face.image_id}
     if face.external_image_id is not None:
@@ -177,6 +189,31 @@ def face_shape(face: FaceRow, full: bool = True) -> dict:
     return out
 
 
+def user_status(user: User | bool) -> str:
+    """Rekognition's UserStatus: ACTIVE once the user holds faces."""
+    active = user if isinstance(user, bool) else user.active
+    return "ACTIVE" if active else "CREATED"
+
+
+def refused_shape(refused: RefusedFace) -> dict[str, Any]:
+    """One Unsuccessful* entry of DeleteFaces, AssociateFaces or DisassociateFaces."""
+    out: dict[str, Any] = {"FaceId": refused.face_id}
+    if refused.user_id is not None:
+        out["UserId"] = refused.user_id
+    if refused.confidence is not None:
+        out["Confidence"] = refused.confidence
+    out["Reasons"] = [] if refused.reason is Refusal.USER_FACE_LIMIT else [refused.reason.value]
+    return out
+
+
+def _changes_shape(changes: FaceChanges, done: str, failed: str) -> dict[str, Any]:
+    return {
+        done: [{"FaceId": f} for f in changes.done],
+        failed: [refused_shape(r) for r in changes.refused],
+        "UserStatus": user_status(changes.user_active),
+    }
+
+
 def _chip_jpeg(chip: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -185,7 +222,7 @@ def _chip_jpeg(chip: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _error_rate_members(threshold: float, coll: CollectionRow) -> dict:
+def _error_rate_members(threshold: float, coll: Collection) -> dict:
     """faceprint's extra search members: the threshold used, the expected number of false matches
     (FMR x collection size) and, when that exceeds 1, a warning (also logged)."""
     expected = sim.false_match_rate(threshold) * coll.face_count
@@ -213,8 +250,8 @@ class Collections:
         account_id: str | None = None,
     ) -> None:
         self.home = private_dir(Path(home).expanduser() if home is not None else home_dir())
-        self.store = Store(self.home / "collections")
-        self.indexes = IndexCache(self.store)
+        self.store: Store = open_store(self.home / "collections", database_url())
+        self.indexes = IndexCache(self.store, self.home / "collections" / "index")
         self.keep_chips = keep_chips
         self.region = region or os.environ.get("FACEPRINT_REGION", "us-east-1")
         self.account_id = account_id or os.environ.get("FACEPRINT_ACCOUNT_ID", "000000000000")
@@ -245,7 +282,7 @@ class Collections:
             self._scorer = scorer
         return self._scorer
 
-    def _scorer_for(self, coll: CollectionRow) -> scoring.Scorer:
+    def _scorer_for(self, coll: Collection) -> scoring.Scorer:
         scorer = self.scorer
         if scorer.cohort is not None and scorer.cohort.model_version != coll.model_version:
             raise scoring.CohortError(
@@ -255,7 +292,7 @@ class Collections:
             )
         return scorer
 
-    def _face_stats(self, scorer: scoring.Scorer, rows: Sequence[FaceRow]) -> np.ndarray:
+    def _face_stats(self, scorer: scoring.Scorer, rows: Sequence[FaceRecord]) -> np.ndarray:
         """(n, 2) cohort statistics of stored faces: as stored, or computed from the stored vector for
         faces indexed before cohort normalisation (or with another cohort)."""
         out = np.empty((len(rows), 2), dtype=np.float32)
@@ -283,7 +320,7 @@ class Collections:
     def arn(self, collection_id: str) -> str:
         return f"arn:aws:rekognition:{self.region}:{self.account_id}:collection/{collection_id}"
 
-    def _collection(self, collection_id: Any) -> CollectionRow:
+    def _collection(self, collection_id: Any) -> Collection:
         return self.store.collection(_pattern(collection_id, COLLECTION_ID_RE, "CollectionId"))
 
     # -- collections ----------------------------------------------------------------------------------
@@ -387,7 +424,7 @@ class Collections:
             return img, hashlib.sha256(img.pixels.tobytes()).hexdigest()
         raise InvalidParameterError("Image must be {'Bytes': <image bytes>}")
 
-    def _check_model(self, coll: CollectionRow) -> None:
+    def _check_model(self, coll: Collection) -> None:
         if coll.model_version != self.model_version:
             raise InvalidParameterError(
                 f"collection {coll.name!r} holds faces of model {coll.model_version}; "
@@ -569,9 +606,9 @@ class Collections:
         """DeleteFaces: faces associated with a user are not deleted (disassociate them first)."""
         name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
         face_ids = _face_ids(FaceIds, "FaceIds", MAX_FACE_ID_LIST)
-        deleted, failed = self.store.delete_faces(name, face_ids)
-        out: dict[str, Any] = {"DeletedFaces": deleted} if deleted else {}  # the model's list has min 1
-        return {**out, "UnsuccessfulFaceDeletions": failed}
+        changes = self.store.delete_faces(name, face_ids)
+        out: dict[str, Any] = {"DeletedFaces": changes.done} if changes.done else {}  # the list has min 1
+        return {**out, "UnsuccessfulFaceDeletions": [refused_shape(r) for r in changes.refused]}
 
     def face_index_dates(self, *, CollectionId: str, FaceIds: list[str]) -> dict[str, dict]:
         """FaceId -> {"IndexedAt": epoch seconds, "HasChip": bool} (for a console's face list)."""
@@ -589,13 +626,13 @@ class Collections:
 
     # -- search ---------------------------------------------------------------------------------------
 
-    def _face_threshold(self, value: Any, coll: CollectionRow) -> float:
+    def _face_threshold(self, value: Any, coll: Collection) -> float:
         threshold = _percent(value, "FaceMatchThreshold")
         return sim.default_search_threshold(coll.face_count) if threshold is None else threshold
 
     def _matches(
         self,
-        coll: CollectionRow,
+        coll: Collection,
         vector: np.ndarray,
         max_faces: int,
         threshold: float,
@@ -781,7 +818,8 @@ class Collections:
         name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
         user_id = _pattern(UserId, USER_ID_RE, "UserId")
         token = _token(ClientRequestToken)
-        return self.store.create_user(name, user_id, token, _digest(CollectionId=name, UserId=user_id))
+        self.store.create_user(name, user_id, token, _digest(CollectionId=name, UserId=user_id))
+        return {}
 
     @audit.audited("DeleteUser")
     def delete_user(self, *, CollectionId: str, UserId: str, ClientRequestToken: str | None = None) -> dict:
@@ -789,7 +827,8 @@ class Collections:
         name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
         user_id = _pattern(UserId, USER_ID_RE, "UserId")
         token = _token(ClientRequestToken)
-        return self.store.delete_user(name, user_id, token, _digest(CollectionId=name, UserId=user_id))
+        self.store.delete_user(name, user_id, token, _digest(CollectionId=name, UserId=user_id))
+        return {}
 
     @audit.audited("ListUsers", matches="Users")
     def list_users(
@@ -799,7 +838,9 @@ class Collections:
         coll = self._collection(CollectionId)
         after = self._tokens.parse(NextToken, f"users:{coll.id}")
         rows = self.store.list_users(coll.id, after, limit + 1)
-        out: dict[str, Any] = {"Users": [{"UserId": u.user_id, "UserStatus": u.status} for u in rows[:limit]]}
+        out: dict[str, Any] = {
+            "Users": [{"UserId": u.user_id, "UserStatus": user_status(u)} for u in rows[:limit]]
+        }
         if len(rows) > limit:
             out["NextToken"] = self._tokens.make(f"users:{coll.id}", rows[limit - 1].row)
         return out
@@ -828,7 +869,8 @@ class Collections:
         def score(template: np.ndarray, vector: np.ndarray) -> float:
             return scorer.pair(template, vector)
 
-        return self.store.associate_faces(name, user_id, face_ids, threshold, score, token, digest)
+        changes = self.store.associate_faces(name, user_id, face_ids, threshold, score, token, digest)
+        return _changes_shape(changes, "AssociatedFaces", "UnsuccessfulFaceAssociations")
 
     @audit.audited("DisassociateFaces", matches="DisassociatedFaces")
     def disassociate_faces(
@@ -838,13 +880,14 @@ class Collections:
         user_id = _pattern(UserId, USER_ID_RE, "UserId")
         face_ids = _face_ids(FaceIds, "FaceIds", MAX_ASSOCIATE_FACES)
         token = _token(ClientRequestToken)
-        return self.store.disassociate_faces(
+        changes = self.store.disassociate_faces(
             name, user_id, face_ids, token, _digest(CollectionId=name, UserId=user_id, FaceIds=face_ids)
         )
+        return _changes_shape(changes, "DisassociatedFaces", "UnsuccessfulFaceDisassociations")
 
     def _user_matches(
         self,
-        coll: CollectionRow,
+        coll: Collection,
         vector: np.ndarray | None,
         threshold: Any,
         max_users: int,
@@ -860,7 +903,7 @@ class Collections:
         matches = [
             {
                 "Similarity": float(s),
-                "User": {"UserId": u.user_id, "UserStatus": u.status},
+                "User": {"UserId": u.user_id, "UserStatus": user_status(u)},
                 "EstimatedFalseMatchRate": scorer.false_match_rate(float(s)),
             }
             for u, s in zip(users, scores, strict=True)

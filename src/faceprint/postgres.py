@@ -1,0 +1,255 @@
+"""PostgreSQL twin of `faceprint.database.Database`: pooled connections, the same `read()`/`write()`.
+
+Each faceprint component keeps its tables in its own PostgreSQL schema (`collections`, `video`,
+`audit`, `keys`) of the one shared database, so their SQL runs unchanged on SQLite and PostgreSQL: the
+connection adapter turns `?` placeholders into `%s` and returns rows readable by position or by name.
+
+- Every connection comes from a `psycopg_pool.ConnectionPool` (per process and schema), checked before
+  use, so a restarted PostgreSQL costs no failed request after the first reconnect.
+- Writes are one READ COMMITTED transaction that first takes the schema's advisory transaction lock
+  (`serialised=True`, the default): writers serialise across nodes as SQLite's `BEGIN IMMEDIATE`
+  serialises processes. Reads are one REPEATABLE READ, READ ONLY transaction (one snapshot).
+- A PostgreSQL that is down, unreachable or stuck answers `StorageUnavailableError` (the modeled
+  `InternalServerError`, HTTP 500) within a bounded time: `connect_timeout`, `statement_timeout` and
+  `lock_timeout` on the server, the pool's wait timeout on the client (see `PostgresSettings`).
+- Schema versions are not upgraded implicitly: `faceprint db upgrade` applies the migrations; a node
+  refuses a database at another version than its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+from faceprint.config import PostgresSettings
+from faceprint.errors import InternalServerError
+from faceprint.migrations import Migration, apply, check, latest
+
+SCHEMAS = ("collections", "video", "audit", "keys")
+log = logging.getLogger(__name__)
+
+
+class StorageUnavailableError(InternalServerError):
+    """PostgreSQL could not be reached or did not answer in time (nothing was written)."""
+
+
+class Row(tuple):
+    """A result row readable by position (`row[0]`) and by column name (`row["job_id"]`)."""
+
+    _names: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._names[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+def _row_factory(cursor: Any) -> Any:
+    names = {d.name: i for i, d in enumerate(cursor.description or ())}
+
+    def make(values: Sequence[Any]) -> Row:
+        row = Row(values)
+        row._names = names
+        return row
+
+    return make
+
+
+@lru_cache(maxsize=1024)
+def _pg_sql(sql: str) -> str:
+    """`?` placeholders to psycopg's `%s` (faceprint's SQL has no `?` or `%` inside literals)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class Connection:
+    """The slice of sqlite3.Connection that faceprint's stores use, over a psycopg connection."""
+
+    def __init__(self, conn: Any) -> None:
+        self.raw = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.raw.execute(_pg_sql(sql), tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        rows = list(rows)
+        if rows:
+            with self.raw.cursor() as cur:
+                cur.executemany(_pg_sql(sql), rows)
+
+
+def lock_key(name: str) -> int:
+    """A stable 63-bit advisory lock key for a name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") >> 1
+
+
+def _unavailable(exc: BaseException, schema: str) -> StorageUnavailableError:
+    """The client learns that the database is out (not its address); the log has the cause."""
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    log.warning("PostgreSQL (%s schema) is unavailable: %s", schema, detail)
+    return StorageUnavailableError("the database is unavailable; try your call again")
+
+
+class PostgresDatabase:
+    """One schema of the shared PostgreSQL database, used by threads through a connection pool."""
+
+    dialect = "postgres"
+
+    def __init__(
+        self,
+        url: str,
+        schema: str,
+        migrations: Sequence[Migration],
+        settings: PostgresSettings | None = None,
+        upgrade: bool = False,
+    ) -> None:
+        import psycopg
+        from psycopg_pool import ConnectionPool, PoolTimeout
+
+        if schema not in SCHEMAS:
+            raise ValueError(f"unknown schema {schema!r}")
+        self.schema = schema
+        self.settings = settings or PostgresSettings.from_env()
+        self.migrations = migrations
+        self._errors: tuple[type[BaseException], ...] = (psycopg.OperationalError, PoolTimeout)
+        self._psycopg = psycopg
+        s = self.settings
+        options = (
+            f"-c search_path={schema} -c statement_timeout={int(s.statement_timeout * 1000)} "
+            f"-c lock_timeout={int(s.lock_timeout * 1000)} "
+            f"-c idle_in_transaction_session_timeout={int(s.statement_timeout * 2000)}"
+        )
+        self.pool = ConnectionPool(
+            url,
+            kwargs={
+                "connect_timeout": max(1, round(s.connect_timeout)),
+                "options": options,
+                "application_name": f"faceprint-{schema}",
+                "keepalives": 1,
+                "keepalives_idle": 5,
+                "keepalives_interval": 2,
+                "keepalives_count": 2,
+                "tcp_user_timeout": int(s.statement_timeout * 1000),
+                "row_factory": _row_factory,
+            },
+            min_size=s.pool_min,
+            max_size=s.pool_max,
+            timeout=s.pool_timeout,
+            check=ConnectionPool.check_connection,
+            reconnect_timeout=s.pool_timeout,
+            open=False,
+            name=f"faceprint-{schema}",
+        )
+        self.pool.open(wait=False)
+        self._lock_key = lock_key(f"faceprint:{schema}:write")
+        self._closed = False
+        self._close_lock = threading.Lock()
+        try:
+            self._prepare(upgrade)
+        except BaseException:
+            self.close()
+            raise
+
+    def _prepare(self, upgrade: bool) -> None:
+        with self._connection() as raw:
+            conn = Connection(raw)
+            if upgrade:
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+                conn.execute("SELECT pg_advisory_xact_lock(?)", (self._lock_key,))
+                conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL)")
+                self.schema_version, self.applied = apply(conn, self.migrations, "postgres")
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('token_key', ?) ON CONFLICT (key) DO NOTHING",
+                    (secrets.token_bytes(32),),
+                )
+            else:
+                exists = conn.execute(
+                    "SELECT 1 FROM information_schema.tables WHERE table_schema=? AND table_name='meta'",
+                    (self.schema,),
+                ).fetchone()
+                if exists is None:
+                    from faceprint.migrations import SchemaVersionError
+
+                    raise SchemaVersionError(
+                        f"the PostgreSQL database has no faceprint {self.schema} schema yet: "
+                        "run `faceprint db upgrade`"
+                    )
+                self.schema_version = check(conn, self.migrations, self.schema)
+                self.applied = []
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """A pooled connection in a transaction, committed on exit; outages become
+        StorageUnavailableError."""
+        try:
+            with self.pool.connection() as raw:
+                yield raw
+        except self._errors as exc:
+            raise _unavailable(exc, self.schema) from exc
+
+    @contextmanager
+    def write(self, serialised: bool = True) -> Iterator[Connection]:
+        """One write transaction, committed (durably) on exit and rolled back on error. `serialised`
+        first takes this schema's advisory lock, so writers run one at a time across nodes."""
+        with self._connection() as raw:
+            conn = Connection(raw)
+            if serialised:
+                conn.execute("SELECT pg_advisory_xact_lock(?)", (self._lock_key,))
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """One read-only transaction on one snapshot."""
+        with self._connection() as raw:
+            conn = Connection(raw)
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield conn
+
+    def token_key(self) -> bytes:
+        with self.read() as conn:
+            return bytes(conn.execute("SELECT value FROM meta WHERE key='token_key'").fetchone()[0])
+
+    def integrity_check(self) -> str:
+        with self.read() as conn:
+            conn.execute("SELECT 1")
+        return "ok"
+
+    def close(self) -> None:
+        with self._close_lock:
+            if not self._closed:
+                self._closed = True
+                self.pool.close()
+
+
+def upgrade_all(url: str, settings: PostgresSettings | None = None) -> dict[str, Any]:
+    """Apply every component's pending migrations; returns {schema: {"From", "To", "Applied"}}."""
+    from faceprint.audit import MIGRATIONS as AUDIT
+    from faceprint.collections.store import MIGRATIONS as COLLECTIONS
+    from faceprint.server.keys import MIGRATIONS as KEYS
+    from faceprint.video.jobs import MIGRATIONS as VIDEO
+
+    out: dict[str, Any] = {}
+    for schema, migrations in (
+        ("collections", COLLECTIONS),
+        ("video", VIDEO),
+        ("audit", AUDIT),
+        ("keys", KEYS),
+    ):
+        db = PostgresDatabase(url, schema, migrations, settings, upgrade=True)
+        try:
+            out[schema] = {
+                "Version": db.schema_version,
+                "Latest": latest(migrations),
+                "Applied": [{"Version": m.version, "Description": m.description} for m in db.applied],
+            }
+        finally:
+            db.close()
+    return out
