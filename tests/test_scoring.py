@@ -92,6 +92,7 @@ def test_a_collection_stored_before_cohort_normalisation_keeps_working(tmp_path:
     with sqlite3.connect(db) as conn:  # back to the schema of the first release
         for column in ("cohort_mu", "cohort_sd", "cohort_tag"):
             conn.execute(f"ALTER TABLE faces DROP COLUMN {column}")
+        conn.execute("UPDATE meta SET value=1 WHERE key='schema_version'")  # the first release's version
         assert "cohort_mu" not in {r[1] for r in conn.execute("PRAGMA table_info(faces)")}
     with Collections(home=home) as svc:
         old = [

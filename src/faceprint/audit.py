@@ -36,8 +36,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from faceprint import config
 from faceprint.database import enable_wal
 from faceprint.files import private_file
+from faceprint.migrations import Migration
 
 GENESIS = "0" * 64
 KEY_ENV = "FACEPRINT_AUDIT_KEY"
@@ -63,6 +65,26 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE INDEX IF NOT EXISTS audit_time ON audit(time);
 """
+_PG_STATEMENTS = (
+    "CREATE TABLE IF NOT EXISTS audit (seq BIGINT PRIMARY KEY, time TEXT NOT NULL, key_id TEXT, "
+    "operation TEXT NOT NULL, collection TEXT, threshold DOUBLE PRECISION, matches BIGINT, request_id TEXT, "
+    "outcome TEXT NOT NULL, detail TEXT, prev_hash TEXT NOT NULL, hash TEXT NOT NULL, client TEXT)",
+    "CREATE INDEX IF NOT EXISTS audit_time ON audit(time)",
+    "CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$",
+    "CREATE OR REPLACE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit "
+    "FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
+)
+
+
+def _pg_schema(conn: Any) -> None:
+    for statement in _PG_STATEMENTS:
+        conn.execute(statement)
+
+
+# PostgreSQL only (`FACEPRINT_DATABASE_URL`); the SQLite file keeps creating its schema on open
+MIGRATIONS = (Migration(1, "the HMAC-chained audit table, append-only", "", _pg_schema),)
+
 _LEGACY_FIELDS = (
     "seq",
     "time",
@@ -224,11 +246,21 @@ def _create_key(path: Path, first_seq: int) -> ChainKey:
 class AuditLog:
     """One process's handle on the shared audit table."""
 
-    def __init__(self, path: Path, key_file: Path | None = None) -> None:
+    def __init__(self, path: Path, key_file: Path | None = None, database_url: str | None = None) -> None:
         self.path = Path(path)
         self.key_file = Path(key_file) if key_file is not None else self.path.parent / "audit.key"
         self._lock = threading.Lock()
         self._key: ChainKey | None = None
+        url = database_url if database_url is not None else config.database_url()
+        self._pg: Any = None
+        if url:  # one chain for the whole cluster; appends serialised by the schema's advisory lock
+            from faceprint.postgres import PostgresDatabase
+
+            try:
+                self._pg = PostgresDatabase(url, "audit", MIGRATIONS)
+            except Exception as exc:
+                raise AuditLogError(f"cannot open the audit log in PostgreSQL: {exc}") from None
+            return
         try:
             private_file(self.path)  # SQLite gives its -wal/-shm files the database file's mode
             self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
@@ -251,7 +283,32 @@ class AuditLog:
         return cls(Path(home) / "server" / "audit.sqlite", key_path(home))
 
     def close(self) -> None:
-        self._db.close()
+        (self._pg if self._pg is not None else self._db).close()
+
+    @contextlib.contextmanager
+    def _appending(self) -> Iterator[Any]:
+        """The append transaction: it holds the head of the chain until it commits."""
+        if self._pg is not None:
+            with self._lock, self._pg.write() as conn:
+                yield conn
+            return
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Any]:
+        if self._pg is not None:
+            with self._pg.read() as conn:
+                yield conn
+            return
+        with self._lock:
+            yield self._db
 
     def _chain_key(self, next_seq: int) -> ChainKey:
         if self._key is None:
@@ -267,43 +324,37 @@ class AuditLog:
         events = list(events)
         now = _now()
         out: list[AuditRecord] = []
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                head = self._db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, prev = (head[0], head[1]) if head else (0, GENESIS)
-                key = self._chain_key(seq + 1)
-                for event in events:
-                    seq += 1
-                    values = {
-                        "seq": seq,
-                        "time": now,
-                        "key_id": event.key_id,
-                        "operation": event.operation,
-                        "collection": event.collection,
-                        "threshold": None if event.threshold is None else float(event.threshold),
-                        "matches": event.matches,
-                        "request_id": event.request_id,
-                        "outcome": event.outcome,
-                        "detail": (
-                            json.dumps(event.detail, sort_keys=True, separators=(",", ":"))
-                            if event.detail
-                            else None
-                        ),
-                        "client": event.client,
-                    }
-                    digest = row_mac(key.secret, prev, values)
-                    self._db.execute(
-                        f"INSERT INTO audit ({', '.join(_FIELDS)}, prev_hash, hash) "
-                        f"VALUES ({', '.join('?' * (len(_FIELDS) + 2))})",
-                        [*values.values(), prev, digest],
-                    )
-                    out.append(AuditRecord(**values, prev_hash=prev, hash=digest))
-                    prev = digest
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._appending() as db:
+            head = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (head[0], head[1]) if head else (0, GENESIS)
+            key = self._chain_key(seq + 1)
+            for event in events:
+                seq += 1
+                values = {
+                    "seq": seq,
+                    "time": now,
+                    "key_id": event.key_id,
+                    "operation": event.operation,
+                    "collection": event.collection,
+                    "threshold": None if event.threshold is None else float(event.threshold),
+                    "matches": event.matches,
+                    "request_id": event.request_id,
+                    "outcome": event.outcome,
+                    "detail": (
+                        json.dumps(event.detail, sort_keys=True, separators=(",", ":"))
+                        if event.detail
+                        else None
+                    ),
+                    "client": event.client,
+                }
+                digest = row_mac(key.secret, prev, values)
+                db.execute(
+                    f"INSERT INTO audit ({', '.join(_FIELDS)}, prev_hash, hash) "
+                    f"VALUES ({', '.join('?' * (len(_FIELDS) + 2))})",
+                    [*values.values(), prev, digest],
+                )
+                out.append(AuditRecord(**values, prev_hash=prev, hash=digest))
+                prev = digest
         return out
 
     def records(self, since: str | None = None, limit: int | None = None) -> list[AuditRecord]:
@@ -314,14 +365,14 @@ class AuditLog:
             sql += " WHERE time >= ?"
             args.append(since)
         sql += " ORDER BY seq"
-        with self._lock:
-            rows = [AuditRecord(*r) for r in self._db.execute(sql, args)]
+        with self._reading() as db:
+            rows = [AuditRecord(*r) for r in db.execute(sql, args)]
         return rows[-limit:] if limit else rows
 
     def checkpoint(self) -> Checkpoint:
         """The signed head: row count, last hash, time. Keep it elsewhere; `verify(against=...)` uses it."""
-        with self._lock:
-            head = self._db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        with self._reading() as db:
+            head = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         rows, last = (int(head[0]), str(head[1])) if head else (0, GENESIS)
         key = _read_key(self.key_file) or self._chain_key(rows + 1)
         when = _now()

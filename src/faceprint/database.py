@@ -106,6 +106,11 @@ class Database:
             self._all.clear()
         self._local = threading.local()
 
+    def integrity_check(self) -> str:
+        """'ok', or the problems `PRAGMA integrity_check` found."""
+        with self.read() as conn:
+            return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+
     def token_key(self) -> bytes:
         """Secret of this database, used to sign pagination tokens."""
         with self.read() as conn:

@@ -229,20 +229,21 @@ class PostgresDatabase:
                 self.pool.close()
 
 
-def upgrade_all(url: str, settings: PostgresSettings | None = None) -> dict[str, Any]:
-    """Apply every component's pending migrations; returns {schema: {"From", "To", "Applied"}}."""
+def components() -> list[tuple[str, Sequence[Migration]]]:
+    """(PostgreSQL schema, migrations) of every component stored in the shared database."""
     from faceprint.audit import MIGRATIONS as AUDIT
     from faceprint.collections.store import MIGRATIONS as COLLECTIONS
     from faceprint.server.keys import MIGRATIONS as KEYS
     from faceprint.video.jobs import MIGRATIONS as VIDEO
 
+    return [("collections", COLLECTIONS), ("video", VIDEO), ("audit", AUDIT), ("keys", KEYS)]
+
+
+def upgrade_all(url: str, settings: PostgresSettings | None = None) -> dict[str, Any]:
+    """Apply every component's pending migrations (idempotent); returns per schema its version, the
+    latest version and the migrations applied now."""
     out: dict[str, Any] = {}
-    for schema, migrations in (
-        ("collections", COLLECTIONS),
-        ("video", VIDEO),
-        ("audit", AUDIT),
-        ("keys", KEYS),
-    ):
+    for schema, migrations in components():
         db = PostgresDatabase(url, schema, migrations, settings, upgrade=True)
         try:
             out[schema] = {

@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "faceprint.cli.accuracy",  # eval, audit, calibrate
     "faceprint.cli.doctor",  # doctor
     "faceprint.cli.cohort",  # cohort build|show
+    "faceprint.cli.db",  # db upgrade
 ]
 
 

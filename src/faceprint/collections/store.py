@@ -779,7 +779,7 @@ class SqlStore:
             )
 
     def integrity_check(self) -> str:
-        """ "ok", or what SQLite's integrity check found (PostgreSQL checks its pages itself)."""
+        """'ok', or what SQLite's integrity check found (PostgreSQL checks its own pages)."""
         return self.db.integrity_check()
 
     def log_floor(self, collection_id: int) -> int:

@@ -10,6 +10,12 @@ secret itself, since the signing key is `HMAC("AWS4"+secret, date...)`). `keys.j
 a log) reveals no secret; `master.key` plus `keys.json` reveal all of them, so keep the folder private.
 Several processes may share the folder: writes take an exclusive `flock` and replace the file atomically;
 readers reload it when its mtime/size/inode change.
+
+Cluster mode (`FACEPRINT_DATABASE_URL`): the keys live in PostgreSQL (schema `keys`, one row per key,
+written under the schema's advisory lock) and the master key comes from `FACEPRINT_MASTER_KEY_FILE`,
+one file shared by every node. A node re-reads the keys at most `FACEPRINT_KEY_CACHE_SECONDS` (default
+2) after its last read, so a key created or revoked on one node works, or stops working, on every node
+within that time.
 """
 
 from __future__ import annotations
@@ -28,9 +34,21 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from faceprint import config
 from faceprint.errors import InvalidParameterError, ResourceNotFoundError
 from faceprint.files import private_dir, private_file, write_atomically
+from faceprint.migrations import Migration
+
+MIGRATIONS = (
+    Migration(
+        1,
+        "access keys",
+        "CREATE TABLE IF NOT EXISTS access_keys (access_key_id TEXT PRIMARY KEY, data TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS access_keys (access_key_id TEXT PRIMARY KEY, data TEXT NOT NULL)",
+    ),
+)
 
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 ID_PREFIX = "FPAK"
@@ -103,13 +121,21 @@ def parse_patterns(text: str | Iterable[str] | None, known: Iterable[str] | None
 class KeyStore:
     """The keys of one home folder."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, database_url: str | None = None) -> None:
         self.folder = Path(home) / "server"
         self.path = self.folder / "keys.json"
-        self.master_path = self.folder / "master.key"
+        self.master_path = config.master_key_file(Path(home))
         self.lock_path = self.folder / "keys.lock"
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: tuple[int, int, int] | float | None = None
+        url = database_url if database_url is not None else config.database_url()
+        self._db: Any = None
+        self._tx = threading.local()  # the PostgreSQL write transaction of `_exclusive`, per thread
+        if url:
+            from faceprint.postgres import PostgresDatabase
+
+            self._db = PostgresDatabase(url, "keys", MIGRATIONS)
+            self.cache_seconds = config.key_cache_seconds()
         self._keys: dict[str, AccessKey] = {}
         self._master: bytes | None = None
         if self.folder.is_dir():  # a home made by an older faceprint: tighten what it left readable
@@ -183,13 +209,36 @@ class KeyStore:
 
     def _master_key(self) -> bytes:
         if self._master is None:
-            with self._exclusive():
+            with self._master_lock():
                 if not self.master_path.exists():
+                    private_dir(self.master_path.parent)
                     write_atomically(self.master_path, lambda fh: fh.write(secrets.token_bytes(32)))  # 0600
                 self._master = self.master_path.read_bytes()
         return self._master
 
+    @contextmanager
+    def _master_lock(self) -> Iterator[None]:
+        private_dir(self.folder)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
     def _current(self) -> dict[str, AccessKey]:
+        if self._db is not None:  # the cluster's keys, re-read at most every `cache_seconds`
+            with self._lock:
+                now = time.monotonic()
+                if not isinstance(self._stamp, float) or now - self._stamp >= self.cache_seconds:
+                    self._keys = self._read()
+                    self._stamp = now
+                return self._keys
         try:
             st = self.path.stat()
         except FileNotFoundError:
@@ -202,12 +251,20 @@ class KeyStore:
             return self._keys
 
     def _read(self) -> dict[str, AccessKey]:
-        try:
-            raw = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
+        if self._db is not None:
+            conn = getattr(self._tx, "conn", None)
+            if conn is not None:
+                items = [json.loads(r[0]) for r in conn.execute("SELECT data FROM access_keys")]
+            else:
+                with self._db.read() as conn:
+                    items = [json.loads(r[0]) for r in conn.execute("SELECT data FROM access_keys")]
+        else:
+            try:
+                items = json.loads(self.path.read_text()).get("keys", [])
+            except FileNotFoundError:
+                return {}
         keys = {}
-        for item in raw.get("keys", []):
+        for item in items:
             policy = Policy(tuple(item.pop("allow", ["*"])), tuple(item.pop("collections", ["*"])))
             keys[item["access_key_id"]] = AccessKey(policy=policy, **item)
         return keys
@@ -218,11 +275,28 @@ class KeyStore:
             item = asdict(key)
             policy = item.pop("policy")
             items.append({**item, "allow": list(policy["allow"]), "collections": list(policy["collections"])})
+        if self._db is not None:
+            conn = self._tx.conn  # inside `_exclusive`
+            conn.execute("DELETE FROM access_keys")
+            conn.executemany(
+                "INSERT INTO access_keys (access_key_id, data) VALUES (?, ?)",
+                [(item["access_key_id"], json.dumps(item)) for item in items],
+            )
+            self._stamp = None  # this node sees its own change at once
+            return
         data = json.dumps({"version": 1, "keys": items}, indent=1).encode()
         write_atomically(self.path, lambda fh: fh.write(data))  # 0600
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
+        if self._db is not None:  # one write transaction under the schema's advisory lock
+            with self._db.write() as conn:
+                self._tx.conn = conn
+                try:
+                    yield
+                finally:
+                    self._tx.conn = None
+            return
         private_dir(self.folder)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faceprint import config
 from faceprint.database import Database
+from faceprint.migrations import Migration
 
 IN_PROGRESS, SUCCEEDED, FAILED = "IN_PROGRESS", "SUCCEEDED", "FAILED"
 FACE_DETECTION, FACE_SEARCH = "FaceDetection", "FaceSearch"
@@ -30,7 +32,6 @@ DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_MAX_ATTEMPTS = 3
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -73,6 +74,11 @@ CREATE TABLE IF NOT EXISTS matches (
     PRIMARY KEY (job_id, person_index)
 ) WITHOUT ROWID
 """
+_LEASE_INDEX = "CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (status, lease_expires)"
+MIGRATIONS = (
+    Migration(1, "video jobs, leases and results", _SCHEMA, _SCHEMA),
+    Migration(2, "claimable jobs by lease", _LEASE_INDEX, _LEASE_INDEX),
+)
 
 
 class LeaseLostError(RuntimeError):
@@ -136,17 +142,40 @@ def _job(row: sqlite3.Row) -> Job:
     )
 
 
-class JobStore(Database):
-    """Transactional access to the video jobs of one home folder; safe across threads and processes."""
-
+class _SqliteJobs(Database):
     row_factory = sqlite3.Row
 
-    def __init__(self, home: Path, max_attempts: int | None = None) -> None:
+
+class JobStore:
+    """Transactional access to the video jobs of one home folder (SQLite) or of the cluster (PostgreSQL,
+    `FACEPRINT_DATABASE_URL`); safe across threads, processes and nodes.
+
+    In PostgreSQL a worker claims a job with `SELECT ... FOR UPDATE SKIP LOCKED` (workers on other nodes
+    skip the row another is claiming), and job creation takes the schema's write lock so that the limit
+    of jobs in progress counts each job once, cluster-wide."""
+
+    def __init__(self, home: Path, max_attempts: int | None = None, database_url: str | None = None) -> None:
         self.folder = Path(home) / "video"
         self.max_attempts = max_attempts or int(
             os.environ.get("FACEPRINT_VIDEO_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)
         )
-        super().__init__(self.folder / DB_NAME, _SCHEMA)
+        url = database_url if database_url is not None else config.database_url()
+        if url:
+            from faceprint.postgres import PostgresDatabase
+
+            self.db: Any = PostgresDatabase(url, "video", MIGRATIONS)
+            self.path: Path | str = "PostgreSQL (schema video)"
+        else:
+            self.db = _SqliteJobs(self.folder / DB_NAME, MIGRATIONS)
+            self.path = self.db.path
+        self.write, self.read = self.db.write, self.db.read
+
+    def close(self) -> None:
+        self.db.close()
+
+    def token_key(self) -> bytes:
+        """Secret of this database, used to sign pagination tokens (the same on every node)."""
+        return self.db.token_key()
 
     # -- jobs -----------------------------------------------------------------------------------------
 
@@ -233,13 +262,19 @@ class JobStore(Database):
         claimed `max_attempts` times is marked FAILED instead."""
         while True:
             now = time.time()
-            with self.write() as conn:
-                query = "SELECT * FROM jobs WHERE status=?"
-                args: list[Any] = [IN_PROGRESS]
+            with self.write(serialised=False) as conn:
+                query = (
+                    "SELECT * FROM jobs WHERE status=? AND (owner IS NULL OR lease_expires IS NULL "
+                    "OR lease_expires<? OR owner LIKE ?)"
+                )
+                args: list[Any] = [IN_PROGRESS, now, socket.gethostname() + ":%"]
                 if job_id is not None:
                     query += " AND job_id=?"
                     args.append(job_id)
-                candidates = conn.execute(query + " ORDER BY created", args).fetchall()
+                query += " ORDER BY created"
+                if self.db.dialect == "postgres":  # rows another node is claiming are skipped, not waited for
+                    query += " FOR UPDATE SKIP LOCKED"
+                candidates = conn.execute(query, args).fetchall()
                 row = next(
                     (
                         r
@@ -279,9 +314,11 @@ class JobStore(Database):
         for table in ("faces", "persons", "matches"):
             conn.execute(f"DELETE FROM {table} WHERE job_id=?", (job_id,))
 
-    @staticmethod
-    def _check_owner(conn: sqlite3.Connection, job_id: str, owner: str) -> None:
-        row = conn.execute("SELECT owner, status FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+    def _check_owner(self, conn: Any, job_id: str, owner: str) -> None:
+        """LeaseLostError unless `owner` holds the job; in PostgreSQL the row stays locked until the
+        transaction ends, so no other node can claim the job (and drop results) halfway through it."""
+        lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
+        row = conn.execute(f"SELECT owner, status FROM jobs WHERE job_id=?{lock}", (job_id,)).fetchone()
         if row is None or row["owner"] != owner or row["status"] != IN_PROGRESS:
             raise LeaseLostError(job_id)
 
@@ -356,7 +393,8 @@ class JobStore(Database):
         """Give the job back unfinished (a worker stopping): another worker may claim it at once."""
         with self.write() as conn:
             conn.execute(
-                "UPDATE jobs SET owner=NULL, lease_expires=NULL, attempts=MAX(0, attempts-1) "
+                "UPDATE jobs SET owner=NULL, lease_expires=NULL, "
+                "attempts=CASE WHEN attempts>0 THEN attempts-1 ELSE 0 END "
                 "WHERE job_id=? AND owner=? AND status=?",
                 (job_id, owner, IN_PROGRESS),
             )
