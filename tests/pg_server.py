@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -59,6 +60,30 @@ class PostgresServer:
     def stop(self) -> None:
         """Stop at once (like a crash: committed transactions are on disk, nothing else)."""
         self._pg_ctl("stop", "-m", "immediate", "-w", check=False)
+
+    def processes(self) -> list[int]:
+        """The postmaster of this cluster and its children (backends, checkpointer, ...)."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        pids = [postmaster]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    stat = (entry / "stat").read_text()
+                    if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+                        pids.append(int(entry.name))
+        return pids
+
+    def freeze(self) -> list[int]:
+        """SIGSTOP the whole cluster: a hung server that accepts TCP but never answers."""
+        pids = self.processes()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        return pids
+
+    def thaw(self, pids: list[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     def running(self) -> bool:
         return self._pg_ctl("status", check=False).returncode == 0

@@ -189,3 +189,44 @@ def test_postgres_down_answers_a_modeled_error_in_bounded_time(
             listed = svc.list_faces(CollectionId="c")["Faces"]  # the same service, no restart
             assert [f["FaceId"] for f in listed] == [face]
             assert svc.describe_collection(CollectionId="c")["FaceCount"] == 1
+
+
+def test_a_hung_postgres_answers_a_modeled_error_in_bounded_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PostgreSQL that accepts connections but never answers (SIGSTOP): the call fails with
+    InternalServerError after the statement bound (statement timeout + 2 s watchdog), never hangs;
+    once the server runs again the same service answers, with nothing lost."""
+    from pg_server import postgres_server
+
+    monkeypatch.setenv("FACEPRINT_DB_STATEMENT_TIMEOUT", "1")
+    monkeypatch.setenv("FACEPRINT_DB_POOL_TIMEOUT", "2")
+    monkeypatch.setenv("FACEPRINT_DB_CONNECT_TIMEOUT", "1")
+    with postgres_server() as pg:
+        url = fresh_database(pg)
+        monkeypatch.setenv("FACEPRINT_DATABASE_URL", url)
+        with Collections(home=tmp_path / "node") as svc:
+            svc.create_collection(CollectionId="c")
+            face = svc.index_faces(CollectionId="c", Image=str(EXAMPLES / "obama.jpg"))
+            face_id = face["FaceRecords"][0]["Face"]["FaceId"]
+            frozen = pg.freeze()
+            try:
+                for call in (
+                    lambda: svc.describe_collection(CollectionId="c"),
+                    lambda: svc.delete_faces(CollectionId="c", FaceIds=[face_id]),
+                ):
+                    start = time.monotonic()
+                    with pytest.raises(StorageUnavailableError):
+                        call()
+                    assert time.monotonic() - start < 1 + 2 + 2 + 2  # connect, pool, watchdog, slack
+            finally:
+                pg.thaw(frozen)
+            deadline = time.monotonic() + 10
+            while True:  # the pool replaces the connections the watchdog cut
+                try:
+                    listed = svc.list_faces(CollectionId="c")["Faces"]
+                    break
+                except StorageUnavailableError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.2)
+            assert [f["FaceId"] for f in listed] == [face_id]

@@ -18,10 +18,14 @@ connection adapter turns `?` placeholders into `%s` and returns rows readable by
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import secrets
+import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -70,19 +74,69 @@ def _pg_sql(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
-class Connection:
-    """The slice of sqlite3.Connection that faceprint's stores use, over a psycopg connection."""
+class Watchdog:
+    """Cuts the socket of a connection whose server has not answered for `seconds`.
 
-    def __init__(self, conn: Any) -> None:
+    `statement_timeout` bounds a query on a live server; a server that stopped answering altogether (a
+    frozen host or process) answers nothing, not even the timeout, and TCP keeps the socket open. The
+    watchdog shuts such a socket down, so the waiting call fails at once (psycopg's OperationalError,
+    then StorageUnavailableError) instead of hanging."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._due: dict[int, tuple[Any, float]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+
+    @contextmanager
+    def guard(self, raw: Any, seconds: float | None = None) -> Iterator[None]:
+        """Bound one round trip of `raw` to the server."""
+        with self._lock:
+            self._due[id(raw)] = (raw, time.monotonic() + (seconds or self.seconds))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="faceprint-pg-watchdog", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._due.pop(id(raw), None)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(0.2):
+            now = time.monotonic()
+            with self._lock:
+                late = [raw for raw, due in self._due.values() if due < now]
+                for raw in late:
+                    self._due.pop(id(raw), None)
+            for raw in late:
+                log.warning("PostgreSQL did not answer within %.1f s: closing the connection", self.seconds)
+                with contextlib.suppress(Exception):  # the dup'd socket: shutdown reaches the shared one
+                    sock = socket.socket(fileno=os.dup(raw.pgconn.socket))
+                    sock.shutdown(socket.SHUT_RDWR)
+                    sock.close()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+class Connection:
+    """The slice of sqlite3.Connection that faceprint's stores use, over a psycopg connection; every
+    statement is bounded by the watchdog."""
+
+    def __init__(self, conn: Any, watchdog: Watchdog) -> None:
         self.raw = conn
+        self._watchdog = watchdog
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self.raw.execute(_pg_sql(sql), tuple(params))
+        with self._watchdog.guard(self.raw):
+            return self.raw.execute(_pg_sql(sql), tuple(params))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         rows = list(rows)
         if rows:
-            with self.raw.cursor() as cur:
+            with self._watchdog.guard(self.raw), self.raw.cursor() as cur:
                 cur.executemany(_pg_sql(sql), rows)
 
 
@@ -143,11 +197,13 @@ class PostgresDatabase:
             min_size=s.pool_min,
             max_size=s.pool_max,
             timeout=s.pool_timeout,
-            check=ConnectionPool.check_connection,
+            check=self._check,
             reconnect_timeout=s.pool_timeout,
             open=False,
             name=f"faceprint-{schema}",
         )
+        # a server that is alive answers within statement_timeout; the watchdog waits a little longer
+        self.watchdog = Watchdog(s.statement_timeout + 2.0)
         self.pool.open(wait=False)
         self._lock_key = lock_key(f"faceprint:{schema}:write")
         self._closed = False
@@ -158,9 +214,18 @@ class PostgresDatabase:
             self.close()
             raise
 
+    def _check(self, raw: Any) -> None:
+        """The pool's check of a connection before lending it (an empty query), bounded as a connect."""
+        with self.watchdog.guard(raw, self.settings.connect_timeout):
+            raw.autocommit = True
+            try:
+                raw.execute("")
+            finally:
+                raw.autocommit = False
+
     def _prepare(self, upgrade: bool) -> None:
         with self._connection() as raw:
-            conn = Connection(raw)
+            conn = Connection(raw, self.watchdog)
             if upgrade:
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
                 conn.execute("SELECT pg_advisory_xact_lock(?)", (self._lock_key,))
@@ -192,6 +257,8 @@ class PostgresDatabase:
         try:
             with self.pool.connection() as raw:
                 yield raw
+                with self.watchdog.guard(raw):
+                    raw.commit()
         except self._errors as exc:
             raise _unavailable(exc, self.schema) from exc
 
@@ -200,7 +267,7 @@ class PostgresDatabase:
         """One write transaction, committed (durably) on exit and rolled back on error. `serialised`
         first takes this schema's advisory lock, so writers run one at a time across nodes."""
         with self._connection() as raw:
-            conn = Connection(raw)
+            conn = Connection(raw, self.watchdog)
             if serialised:
                 conn.execute("SELECT pg_advisory_xact_lock(?)", (self._lock_key,))
             yield conn
@@ -209,7 +276,7 @@ class PostgresDatabase:
     def read(self) -> Iterator[Connection]:
         """One read-only transaction on one snapshot."""
         with self._connection() as raw:
-            conn = Connection(raw)
+            conn = Connection(raw, self.watchdog)
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield conn
 
@@ -226,7 +293,8 @@ class PostgresDatabase:
         with self._close_lock:
             if not self._closed:
                 self._closed = True
-                self.pool.close()
+                self.pool.close(timeout=self.settings.pool_timeout)
+                self.watchdog.stop()
 
 
 def components() -> list[tuple[str, Sequence[Migration]]]:
