@@ -230,3 +230,71 @@ def test_a_hung_postgres_answers_a_modeled_error_in_bounded_time(
                     assert time.monotonic() < deadline
                     time.sleep(0.2)
             assert [f["FaceId"] for f in listed] == [face_id]
+
+
+def test_server_on_postgres_down_answers_internal_server_error(tmp_path: Path) -> None:
+    """`faceprint serve` on PostgreSQL, called by boto3: with the database stopped, requests answer the
+    modeled InternalServerError (HTTP 500) within the bound, never hang; once it is back they work again
+    and the face indexed before is still there."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    from faceprint.server.launcher import start_server
+    from pg_server import postgres_server
+
+    with postgres_server() as pg:
+        url = fresh_database(pg)
+        home = tmp_path / "node"
+        env = {
+            **os.environ,
+            "FACEPRINT_HOME": str(home),
+            "FACEPRINT_DATABASE_URL": url,
+            "FACEPRINT_DB_POOL_TIMEOUT": "2",
+            "FACEPRINT_DB_CONNECT_TIMEOUT": "1",
+        }
+        created = subprocess.run(
+            [sys.executable, "-m", "faceprint", "keys", "create", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        key = json.loads(created.stdout)["AccessKey"]
+        server = start_server(home, env=env)
+        try:
+            client = boto3.client(
+                "rekognition",
+                endpoint_url=server.url,
+                region_name="us-east-1",
+                aws_access_key_id=key["AccessKeyId"],
+                aws_secret_access_key=key["SecretAccessKey"],
+                config=Config(retries={"max_attempts": 1}, read_timeout=60),
+            )
+            client.create_collection(CollectionId="c")
+            image = {"Bytes": (EXAMPLES / "obama.jpg").read_bytes()}
+            face_id = client.index_faces(CollectionId="c", Image=image)["FaceRecords"][0]["Face"]["FaceId"]
+            pg.stop()
+            for call in (
+                lambda: client.list_faces(CollectionId="c"),
+                lambda: client.index_faces(CollectionId="c", Image=image),
+            ):
+                start = time.monotonic()
+                with pytest.raises(ClientError) as err:
+                    call()
+                assert err.value.response["Error"]["Code"] == "InternalServerError"
+                assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+                # one wait for the pool (FACEPRINT_DB_POOL_TIMEOUT); later calls fail fast during the outage
+                assert time.monotonic() - start < 2 + 2
+            pg.start()
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    faces = client.list_faces(CollectionId="c")["Faces"]
+                    break
+                except ClientError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.5)
+            assert [f["FaceId"] for f in faces] == [face_id]
+        finally:
+            server.stop()

@@ -11,7 +11,9 @@ connection adapter turns `?` placeholders into `%s` and returns rows readable by
   serialises processes. Reads are one REPEATABLE READ, READ ONLY transaction (one snapshot).
 - A PostgreSQL that is down, unreachable or stuck answers `StorageUnavailableError` (the modeled
   `InternalServerError`, HTTP 500) within a bounded time: `connect_timeout`, `statement_timeout` and
-  `lock_timeout` on the server, the pool's wait timeout on the client (see `PostgresSettings`).
+  `lock_timeout` on the server, the pool's wait timeout and a watchdog on the client (see
+  `PostgresSettings`). After one failed call, calls to the same database fail at once for
+  `OUTAGE_SECONDS`, so a request that touches several schemas (keys, collections, audit) waits once.
 - Schema versions are not upgraded implicitly: `faceprint db upgrade` applies the migrations; a node
   refuses a database at another version than its own.
 """
@@ -145,6 +147,10 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") >> 1
 
 
+OUTAGE_SECONDS = 1.0  # after a failed call, calls to the same database fail at once for this long
+_outages: dict[str, float] = {}  # database URL -> monotonic time until which it is known to be out
+
+
 def _unavailable(exc: BaseException, schema: str) -> StorageUnavailableError:
     """The client learns that the database is out (not its address); the log has the cause."""
     detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -171,6 +177,7 @@ class PostgresDatabase:
         if schema not in SCHEMAS:
             raise ValueError(f"unknown schema {schema!r}")
         self.schema = schema
+        self.url = url
         self.settings = settings or PostgresSettings.from_env()
         self.migrations = migrations
         self._errors: tuple[type[BaseException], ...] = (psycopg.OperationalError, PoolTimeout)
@@ -254,12 +261,15 @@ class PostgresDatabase:
     def _connection(self) -> Iterator[Any]:
         """A pooled connection in a transaction, committed on exit; outages become
         StorageUnavailableError."""
+        if _outages.get(self.url, 0.0) > time.monotonic():  # known to be out: do not wait again
+            raise StorageUnavailableError("the database is unavailable; try your call again")
         try:
             with self.pool.connection() as raw:
                 yield raw
                 with self.watchdog.guard(raw):
                     raw.commit()
         except self._errors as exc:
+            _outages[self.url] = time.monotonic() + OUTAGE_SECONDS
             raise _unavailable(exc, self.schema) from exc
 
     @contextmanager
