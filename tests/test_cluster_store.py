@@ -135,3 +135,21 @@ def test_video_jobs_are_leased_once_and_resumed_when_a_node_dies(cluster: str, t
     finally:
         node_a.close()
         node_b.close()
+
+
+def test_doctor_and_nodes_refuse_a_database_that_is_not_upgraded(
+    postgres: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database without faceprint's schemas: doctor says to run `faceprint db upgrade`, a node refuses
+    to open it with the same advice; after the upgrade doctor reports it current."""
+    from faceprint.doctor import check_postgresql
+    from faceprint.migrations import SchemaVersionError
+
+    url = postgres.create_database(f"d{uuid.uuid4().hex[:12]}")  # type: ignore[attr-defined]
+    monkeypatch.setenv("FACEPRINT_DATABASE_URL", url)
+    check = check_postgresql()
+    assert check.status == "error" and "not current" in check.detail and "db upgrade" in check.fix
+    with pytest.raises(SchemaVersionError, match="faceprint db upgrade"):
+        JobStore(tmp_path)
+    subprocess.run([sys.executable, "-m", "faceprint", "db", "upgrade"], check=True, capture_output=True)
+    assert check_postgresql().status == "ok"

@@ -282,7 +282,7 @@ def redact(url: str) -> str:
 
 def check_postgresql() -> Check:
     """`FACEPRINT_DATABASE_URL`, if set: the driver is installed and the server answers."""
-    url = os.environ.get("FACEPRINT_DATABASE_URL", "").strip()
+    url = (config.database_url() or "").strip()
     if not url:
         return Check("postgresql", NOT_CONFIGURED, "FACEPRINT_DATABASE_URL is not set (SQLite in the home)")
     shown = redact(url)
@@ -295,9 +295,26 @@ def check_postgresql() -> Check:
         )
     import psycopg
 
+    from faceprint.migrations import latest
+    from faceprint.postgres import components
+
     try:
-        with psycopg.connect(url, connect_timeout=SERVICE_TIMEOUT) as conn:
+        with psycopg.connect(url, connect_timeout=SERVICE_TIMEOUT, autocommit=True) as conn:
             version = conn.execute("SHOW server_version").fetchone()
+            behind = []
+            for schema, migrations in components():
+                have = conn.execute(
+                    "SELECT 1 FROM information_schema.tables WHERE table_schema=%s AND table_name='meta'",
+                    (schema,),
+                ).fetchone()
+                row = (
+                    conn.execute(f"SELECT value FROM {schema}.meta WHERE key='schema_version'").fetchone()
+                    if have
+                    else None
+                )
+                at = int(bytes(row[0]).decode()) if row else 0
+                if at != latest(migrations):
+                    behind.append(f"{schema} at {at} of {latest(migrations)}")
     except Exception as exc:
         return Check(
             "postgresql",
@@ -305,7 +322,15 @@ def check_postgresql() -> Check:
             f"{shown} does not answer: {_first_line(exc)}",
             "start the server or correct FACEPRINT_DATABASE_URL (postgresql://user:password@host:port/db)",
         )
-    return Check("postgresql", OK, f"{shown} answers (PostgreSQL {version[0] if version else '?'})")
+    server = f"PostgreSQL {version[0] if version else '?'}"
+    if behind:
+        return Check(
+            "postgresql",
+            ERROR,
+            f"{shown} answers ({server}) but its faceprint schemas are not current: {', '.join(behind)}",
+            "run `faceprint db upgrade`",
+        )
+    return Check("postgresql", OK, f"{shown} answers ({server}); faceprint schemas are current")
 
 
 def check_milvus(home: Path) -> Check:
