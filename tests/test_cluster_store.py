@@ -153,3 +153,30 @@ def test_doctor_and_nodes_refuse_a_database_that_is_not_upgraded(
         JobStore(tmp_path)
     subprocess.run([sys.executable, "-m", "faceprint", "db", "upgrade"], check=True, capture_output=True)
     assert check_postgresql().status == "ok"
+
+
+@pytest.mark.slow
+def test_video_job_of_a_killed_node_finishes_on_another(cluster: str, tmp_path: Path) -> None:
+    """A real job started through node A, its worker process killed with SIGKILL mid-job; a worker of
+    node B (another home, the same database) claims it and runs it to SUCCEEDED."""
+    from faceprint.video.service import VideoJobs
+    from test_video_worker import HAMILTON, _kill_mid_job, _wait_done, _worker
+
+    node_a, node_b = tmp_path / "a", tmp_path / "b"
+    with VideoJobs(node_a) as jobs:
+        job_id = jobs.start_face_detection(Video=str(HAMILTON))["JobId"]
+    _kill_mid_job(node_a, job_id)
+    proc = _worker(node_b, "--once")
+    try:
+        response = _wait_done(node_b, job_id, proc)
+    finally:
+        proc.wait(timeout=120)
+    assert response["JobStatus"] == "SUCCEEDED" and response["Faces"]
+    with VideoJobs(node_a) as jobs:  # node A answers from the shared database too
+        again = jobs.get_face_detection(JobId=job_id, MaxResults=1000)
+    assert again["Faces"] == response["Faces"]
+    store = JobStore(node_b)
+    try:
+        assert store.get(job_id).attempts == 2
+    finally:
+        store.close()
