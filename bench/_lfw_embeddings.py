@@ -23,7 +23,7 @@ from pathlib import Path
 import dlib
 import numpy as np
 
-from faceprint import config, models
+from faceprint import config, weights
 from faceprint.embedders.base import CHIP_PADDING, CHIP_SIZE
 from faceprint.embedders.dlib_resnet import DlibEmbedder
 
@@ -60,7 +60,7 @@ def select_files(min_images: int = 2, per_person: int = 3) -> list[str]:
 
 def embed_files(paths: Sequence[Path], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(descriptors (m, 128) float32, found (n,) bool): one central face per image, no face -> skipped."""
-    detector, predictor, embedder = models.hog_detector(), models.shape_predictor_5(), DlibEmbedder()
+    detector, predictor, embedder = weights.hog_detector(), weights.shape_predictor_5(), DlibEmbedder()
     vectors: list[np.ndarray] = []
     found = np.zeros(len(paths), dtype=bool)
     t0 = time.perf_counter()
@@ -109,8 +109,9 @@ def model_lfw_embeddings(
     the cohort) and images without a detected face. Nothing is embedded here."""
     from faceprint.accuracy import folds
     from faceprint.accuracy.embeddings import DETECTED, cache_path
+    from faceprint.models import model_for_version
 
-    path = cache_path("lfw", detector, model_version)
+    path = cache_path("lfw", detector, model_version, model_for_version(model_version).cache_key())
     if not path.is_file():
         raise SystemExit(f"{path} is missing: run `faceprint calibrate` first")
     with np.load(path, allow_pickle=False) as z:

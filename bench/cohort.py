@@ -31,7 +31,9 @@ FMRS = (1e-3, 1e-4, 1e-5, 1e-6)
 def cached_lfw(model_version: str = "2.0", detector: str = "auto"):
     """(vectors, persons, genders) of every detected LFW image in the accuracy cache."""
     images = lfw.read_images()
-    path = cache_path("lfw", detector, model_version)
+    from faceprint.models import model_for_version
+
+    path = cache_path("lfw", detector, model_version, model_for_version(model_version).cache_key())
     with np.load(path, allow_pickle=False) as z:
         pos = {str(k): i for i, k in enumerate(z["keys"])}
         status, vectors = z["status"], z["vectors"]

@@ -22,7 +22,7 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper, shape_inference
 
-from faceprint import config, models
+from faceprint import config, weights
 from faceprint.embedders.base import CHIP_PADDING, CHIP_SIZE
 from faceprint.embedders.dlib_resnet import DlibEmbedder
 from faceprint.embedders.onnx_resnet import OnnxEmbedder, session_options
@@ -37,10 +37,10 @@ def lfw_chips(n: int) -> np.ndarray:
     chips: list[np.ndarray] = []
     for person in sorted(root.iterdir()):
         img = dlib.load_rgb_image(str(person / f"{person.name}_0001.jpg"))
-        boxes = models.hog_detector()(img, 0)
+        boxes = weights.hog_detector()(img, 0)
         if len(boxes):
             shapes = dlib.full_object_detections()
-            shapes.append(models.shape_predictor_5()(img, boxes[0]))
+            shapes.append(weights.shape_predictor_5()(img, boxes[0]))
             chips.append(dlib.get_face_chips(img, shapes, size=CHIP_SIZE, padding=CHIP_PADDING)[0])
         if len(chips) == n:
             break

@@ -27,7 +27,7 @@ from faceprint.detectors.cnn import CnnDetector
 from faceprint.detectors.correction import IDENTITY, BoxCorrection, fit_correction
 from faceprint.detectors.hog import HogDetector
 from faceprint.images import load_image
-from faceprint.models import shape_predictor_5, shape_predictor_68
+from faceprint.weights import shape_predictor_5, shape_predictor_68
 
 
 def sample_images(n_lfw: int, n_congress: int) -> list:

@@ -12,7 +12,7 @@ from faceprint.detectors.base import Detection
 from faceprint.detectors.blazeface import INPUT_SIZE, pyramid_windows, ssd_anchors
 from faceprint.errors import InvalidParameterError
 from faceprint.images import load_image
-from faceprint.models import shape_predictor_68
+from faceprint.weights import shape_predictor_68
 
 DATA = data_dir()
 EXAMPLES = DATA / "known_identities" / "face_recognition_examples" / "examples"

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from faceprint import config, models
+from faceprint import config, weights
 from faceprint.embedders import get_embedder
 from faceprint.embedders.base import CHIP_PADDING, CHIP_SIZE
 from faceprint.embedders.dlib_resnet import DlibEmbedder
@@ -41,12 +41,12 @@ def _lfw_pairs() -> list[tuple[str, Path, Path]]:
 def _chip(path: Path) -> np.ndarray | None:
     """dlib's aligned chip of the largest HOG face (5-point landmarks, 150 px, 25% padding)."""
     rgb = load_image(path).pixels
-    boxes = list(models.hog_detector()(rgb, 0))
+    boxes = list(weights.hog_detector()(rgb, 0))
     if not boxes:
         return None
     box = max(boxes, key=lambda b: b.area())
     shapes = dlib.full_object_detections()
-    shapes.append(models.shape_predictor_5()(rgb, box))
+    shapes.append(weights.shape_predictor_5()(rgb, box))
     return dlib.get_face_chips(rgb, shapes, size=CHIP_SIZE, padding=CHIP_PADDING)[0]
 
 

@@ -29,8 +29,8 @@ from click.testing import CliRunner
 
 from conftest import DATA, EXAMPLES
 from faceprint.cli import cli
-from faceprint.models import blazeface_checksums, blazeface_dir, blazeface_model_path
 from faceprint.server.launcher import free_port
+from faceprint.weights import blazeface_checksums, blazeface_dir, blazeface_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())

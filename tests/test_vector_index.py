@@ -13,7 +13,7 @@ import dlib
 import numpy as np
 import pytest
 
-from faceprint import models
+from faceprint import weights
 from faceprint.collections import vector_index
 from faceprint.collections.vector_index import (
     SWITCH_AT,
@@ -41,12 +41,12 @@ class Faces:
 def _descriptor(path: Path) -> np.ndarray | None:
     """Descriptor (dlib's network, run by the default embedder) of the central HOG face, or None."""
     rgb = dlib.load_rgb_image(str(path))
-    boxes = list(models.hog_detector()(rgb, 0))
+    boxes = list(weights.hog_detector()(rgb, 0))
     if not boxes:
         return None
     box = min(boxes, key=lambda b: (b.center().x - 125) ** 2 + (b.center().y - 125) ** 2)  # LFW: centred
     shapes = dlib.full_object_detections()
-    shapes.append(models.shape_predictor_5()(rgb, box))
+    shapes.append(weights.shape_predictor_5()(rgb, box))
     chips = dlib.get_face_chips(rgb, shapes, size=CHIP_SIZE, padding=CHIP_PADDING)
     return get_embedder().embed_chips(np.asarray(chips))[0]
 

@@ -116,7 +116,7 @@ def _sha256(path: Path) -> str:
 
 def check_models() -> Check:
     """dlib's four model files, the shipped BlazeFace file (sha256) and the runtimes that load them."""
-    from faceprint.models import blazeface_checksums, blazeface_dir, dlib_model_path
+    from faceprint.weights import blazeface_checksums, blazeface_dir, dlib_model_path
 
     problems = []
     for name in DLIB_MODELS:

@@ -86,10 +86,11 @@ def progress_bar(console: Console | None = None) -> Progress:
     )
 
 
-def pipeline_fingerprint() -> str:
-    """Short hash of the code that turns an image into a face chip (detectors, engine, landmarks).
-
-    Part of every cache file name, so a change to a detector or to alignment never reuses stale results.
+def pipeline_fingerprint(model_key: str = "") -> str:
+    """Short hash of the code that turns an image into a face's views: the shared detection code
+    (detectors, engine, landmarks) and, for embeddings, `model_key` (the model's `cache_key()`: its
+    aligner's source and settings). Part of every cache file name, so a change to a detector or to a
+    model's alignment never reuses stale results, and a change to one model's aligner keeps the others'.
     """
     import hashlib
 
@@ -101,6 +102,7 @@ def pipeline_fingerprint() -> str:
     for f in files:
         if f.is_file():
             digest.update(f.name.encode() + f.read_bytes())
+    digest.update(model_key.encode())
     return digest.hexdigest()[:8]
 
 
@@ -110,10 +112,12 @@ def accuracy_cache_dir() -> Path:
     return Path(env).expanduser() if env else cache_dir()
 
 
-def cache_path(dataset: str, detector: str, model_version: str | None) -> Path:
-    tag = f"{detector}-{pipeline_fingerprint()}"
+def cache_path(dataset: str, detector: str, model_version: str | None, model_key: str = "") -> Path:
+    """Detections: `detections/<detector>-<hash>/<dataset>.npz`; embeddings of a model:
+    `embeddings/<model_version>/<dataset>.<detector>-<hash with the model's cache key>.npz`."""
     if model_version is None:
-        return accuracy_cache_dir() / "detections" / tag / f"{dataset}.npz"
+        return accuracy_cache_dir() / "detections" / f"{detector}-{pipeline_fingerprint()}" / f"{dataset}.npz"
+    tag = f"{detector}-{pipeline_fingerprint(model_key)}"
     return accuracy_cache_dir() / "embeddings" / model_version / f"{dataset}.{tag}.npz"
 
 
@@ -194,8 +198,7 @@ def _second_look(engine, root: Path, keys: list[str], entries: dict, box: np.nda
     from faceprint.images import load_image
 
     retry, fixed = (
-        FaceEngine(detector=det, embedder=engine.embedder, descriptor=engine.descriptor)
-        for det in (CnnDetector(upsample=1), _FixedBox(box))
+        FaceEngine(detector=det, model=engine.model) for det in (CnnDetector(upsample=1), _FixedBox(box))
     )
     for key in keys:
         img = load_image(root / key)
@@ -228,7 +231,7 @@ def embed_dataset(
     detector_name = getattr(engine.detector, "name", "detector")
     model_version = engine.model_version if embed else None
     dim = engine.dim
-    path = cache_path(dataset, detector_name, model_version)
+    path = cache_path(dataset, detector_name, model_version, engine.model.cache_key() if embed else "")
     entries = _load_cache(path)
     todo = [k for k in dict.fromkeys(keys) if k not in entries]
     zero_box, zero_vec = np.zeros(5, np.float32), np.zeros(dim, np.float32)

@@ -318,9 +318,9 @@ def index_cmd(
 
     Each image's ExternalImageId is its file name.
     """
-    from faceprint import models
+    from faceprint import weights
 
-    models.preload_landmarks()  # overlaps the imports below and the embedder's load
+    weights.preload_landmarks()  # overlaps the imports below and the embedder's load
     from faceprint.audit import log_for
     from faceprint.collections.ingest import Indexer
     from faceprint.embedders.onnx_resnet import prefer_threads
@@ -420,9 +420,9 @@ def search_cmd(
     if (image is None) == (face_id is None):
         raise click.UsageError("give an IMAGE or --face-id (not both)")
     if image is not None:
-        from faceprint import models
+        from faceprint import weights
 
-        models.preload_landmarks()
+        weights.preload_landmarks()
     with _service(home) as svc:
         if face_id is not None:
             resp = svc.search_faces(

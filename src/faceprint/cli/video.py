@@ -224,9 +224,9 @@ def search_command(
     all_persons: bool,
 ) -> None:
     """Search COLLECTION for the faces of the video SOURCE: who appears, when, with what similarity."""
-    from faceprint import models
+    from faceprint import weights
 
-    models.preload_landmarks()  # overlaps the imports and the other model loads
+    weights.preload_landmarks()  # overlaps the imports and the other model loads
     config = _config(fps)
     if live:
         _live(collection, source, as_json, threshold, config, realtime, all_persons)

@@ -117,7 +117,7 @@ class Indexer:
         batch: list[IndexResult] = []
         prepared: dict[int, PreparedIndex] = {}
         chips = 0
-        passes = self.collections.engine.descriptor.passes
+        passes = self.collections.engine.model.passes
         exhausted = False
         with ThreadPoolExecutor(self.workers, thread_name_prefix="faceprint-index") as pool:
 

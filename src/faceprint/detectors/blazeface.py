@@ -222,7 +222,7 @@ class BlazeFaceModel:
     """The LiteRT interpreter, one per thread (interpreters are not thread-safe)."""
 
     def __init__(self, variant: str = "full_range", num_threads: int | None = None) -> None:
-        from faceprint.models import blazeface_model_path
+        from faceprint.weights import blazeface_model_path
 
         self.path = str(blazeface_model_path(variant))
         self.num_threads = num_threads or min(2, os.cpu_count() or 1)

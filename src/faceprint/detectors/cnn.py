@@ -9,7 +9,7 @@ import numpy as np
 from faceprint.detectors.base import Detection
 from faceprint.detectors.common import finish, logistic, processing_scale, resize
 from faceprint.detectors.correction import BoxCorrection
-from faceprint.models import cnn_detector
+from faceprint.weights import cnn_detector
 
 WINDOW = 80  # the MMOD model finds faces of about 80 pixels and up at upsample 0
 SCORE_SLOPE = 3.0  # MMOD confidence 0 (dlib's threshold) -> 0.5, 1 -> 0.95 (clear faces score about 1)

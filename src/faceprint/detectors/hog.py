@@ -8,7 +8,7 @@ import numpy as np
 
 from faceprint.detectors.base import Detection
 from faceprint.detectors.common import finish, logistic, processing_scale, resize
-from faceprint.models import hog_detector
+from faceprint.weights import hog_detector
 
 WINDOW = 80  # dlib's frontal detector scans an 80x80 window: smaller faces need upsampling
 SCORE_SLOPE = 2.0  # SVM margin 0 (dlib's threshold) -> 0.5, 1 -> 0.88, 2 -> 0.98 (clear faces: 1.5 to 3)

@@ -6,8 +6,9 @@ from typing import Protocol
 
 import numpy as np
 
-CHIP_SIZE = 150  # dlib's ResNet input: a 150x150 chip ...
-CHIP_PADDING = 0.25  # ... aligned from the 5-point landmarks with 25% padding (dlib's get_face_chip)
+from faceprint.models.dlib.aligner import CHIP_PADDING, CHIP_SIZE  # dlib's chip, defined with its model
+
+__all__ = ["CHIP_PADDING", "CHIP_SIZE", "Embedder"]
 
 
 class Embedder(Protocol):

@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 
-from faceprint import models
+from faceprint import weights
 
 
 class DlibEmbedder:
@@ -17,7 +17,7 @@ class DlibEmbedder:
     dim = 128
 
     def __init__(self) -> None:
-        self._model = models.face_recognition_model()
+        self._model = weights.face_recognition_model()
         self._lock = threading.Lock()  # a dlib net keeps per-call state: one caller at a time
 
     def embed_chips(self, chips: np.ndarray) -> np.ndarray:

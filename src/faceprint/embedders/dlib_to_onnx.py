@@ -428,7 +428,7 @@ def build_onnx(net: DlibNet, source_sha256: str = "") -> onnx.ModelProto:
 
 
 def default_source() -> Path:
-    from faceprint.models import dlib_model_path
+    from faceprint.weights import dlib_model_path
 
     return dlib_model_path(MODEL_NAME)
 

@@ -229,7 +229,8 @@ class Session:
         processor = FrameProcessor(video_engine(config, info), info, config, embed=False, keep_chips=True)
         engine = processor.engine  # load and run the models once before playing
         engine.detect(np.zeros((info.height, info.width, 3), np.uint8))
-        engine.describe(np.zeros((1, len(engine.descriptor.cuts), 150, 150, 3), np.uint8))
+        size = engine.model.aligner.size
+        engine.describe(np.zeros((1, engine.model.aligner.views, size, size, 3), np.uint8))
         arn = self.processor.config["Input"]["KinesisVideoStream"]["Arn"]
         output = self.processor.output
         searched: dict[int, list[dict]] = {}  # track id -> its FaceMatches
