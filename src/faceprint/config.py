@@ -31,6 +31,11 @@ def cache_dir() -> Path:
     return Path(xdg).expanduser() / "faceprint"
 
 
+def default_model() -> str:
+    """Face model of collections created without one (`FACEPRINT_MODEL`, default the built-in `dlib`)."""
+    return os.environ.get("FACEPRINT_MODEL", "").strip() or "dlib"
+
+
 def cohort_file() -> Path | None:
     """A cohort file from `faceprint cohort build` (`FACEPRINT_COHORT`); None: the shipped cohort."""
     env = os.environ.get("FACEPRINT_COHORT")

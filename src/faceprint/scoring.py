@@ -135,14 +135,46 @@ def s_norm(raw: np.ndarray, stats_a: np.ndarray, stats_b: np.ndarray) -> np.ndar
     return ((s - sa[..., 0]) / sa[..., 1] + (s - sb[..., 0]) / sb[..., 1]) / 2.0
 
 
+class CalibrationMismatchError(FaceprintError):
+    """A calibration table measured on another face model than the one it is used with."""
+
+    code = "InvalidParameterException"
+    status = 400
+
+
+UNCALIBRATED_THRESHOLD = 80.0  # an uncalibrated model's default thresholds (Rekognition's default)
+
+
 @dataclass(frozen=True)
 class Scorer:
-    """Metric, cohort, top_k, Similarity map and calibration table of one face model."""
+    """Metric, cohort, top_k, Similarity map and calibration table of one face model.
+
+    `table` None: the model is uncalibrated; it scores `100 x cosine`, its false match rates are unknown
+    (`false_match_rate` is None) and its default thresholds are Rekognition's 80."""
 
     model_version: str
-    table: CalibrationTable
+    table: CalibrationTable | None
     cohort: Cohort | None = None  # None: raw scoring (the distance map, no normalisation)
     top_k: int = DEFAULT_TOP_K
+
+    def __post_init__(self) -> None:
+        if self.table is not None and self.table.model_version != self.model_version:
+            raise CalibrationMismatchError(
+                f"the calibration table {self.table.provenance.get('file', '')} was measured on face model "
+                f"{self.table.model_version!r}, not {self.model_version!r}; run `faceprint calibrate` for "
+                "this model"
+            )
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether Similarity has measured false match rates (a table of this model)."""
+        return self.table is not None
+
+    @property
+    def similarity_map(self):
+        from faceprint.similarity_maps import CosineMap
+
+        return self.table.similarity_map if self.table is not None else CosineMap()
 
     @property
     def normalised(self) -> bool:
@@ -158,7 +190,13 @@ class Scorer:
         return f"{self.cohort.fingerprint}:{self.top_k}" if self.cohort is not None else ""
 
     def check(self, model_version: str, dim: int) -> None:
-        """Refuse (CohortError) to score vectors of another model or dimension than the cohort's."""
+        """Refuse to score vectors of another model (CalibrationMismatchError) or of another model or
+        dimension than the cohort's (CohortError)."""
+        if str(model_version) != self.model_version:
+            raise CalibrationMismatchError(
+                f"the scorer (calibration table and cohort) is of face model {self.model_version!r}, but the "
+                f"faces are model {model_version!r}"
+            )
         if self.cohort is None:
             return
         source = self.cohort.provenance.get("file", "the cohort")
@@ -195,12 +233,11 @@ class Scorer:
         p = unit(probe)[0]
         g = unit(gallery)
         if self.cohort is None:
-            d = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (g.astype(np.float64) @ p.astype(np.float64))))
-            return self.table.similarity_map.percent(d)
+            return self.percent(g.astype(np.float64) @ p.astype(np.float64))
         ps = self.stats(p) if probe_stats is None else np.asarray(probe_stats).reshape(1, 2)
         gs = self.stats(g) if gallery_stats is None else np.asarray(gallery_stats).reshape(-1, 2)
         raw = g.astype(np.float64) @ p.astype(np.float64)
-        return self.table.similarity_map.percent(s_norm(raw, ps[0], gs))
+        return self.similarity_map.percent(s_norm(raw, ps[0], gs))
 
     def pair(self, a: np.ndarray, b: np.ndarray) -> float:
         """Similarity of two face vectors (statistics computed here)."""
@@ -208,22 +245,27 @@ class Scorer:
 
     def percent(self, score: np.ndarray) -> np.ndarray:
         """Similarity of pair scores in this scorer's variable (z, or the cosine when raw)."""
-        if self.cohort is None:
+        smap = self.similarity_map
+        if self.cohort is None and smap.variable == "distance":
             cos = np.asarray(score, np.float64)
-            return self.table.similarity_map.percent(np.sqrt(np.maximum(0.0, 2.0 - 2.0 * cos)))
-        return self.table.similarity_map.percent(score)
+            return smap.percent(np.sqrt(np.maximum(0.0, 2.0 - 2.0 * cos)))
+        return smap.percent(score)
 
     def score_at(self, percent: float) -> float:
         """The pair score (z, or the cosine when raw) at which Similarity reaches `percent`."""
-        x = self.table.similarity_map.inverse(percent)
-        return 1.0 - x * x / 2.0 if self.cohort is None else x
+        smap = self.similarity_map
+        x = smap.inverse(percent)
+        return 1.0 - x * x / 2.0 if self.cohort is None and smap.variable == "distance" else x
 
     # -- what scores mean -------------------------------------------------------------------------
 
-    def false_match_rate(self, percent: float) -> float:
-        return self.table.false_match_rate(percent)
+    def false_match_rate(self, percent: float) -> float | None:
+        """Estimated FMR at `percent`; None (unknown) for an uncalibrated model."""
+        return self.table.false_match_rate(percent) if self.table is not None else None
 
     def threshold_for_false_match_rate(self, target_fmr: float) -> float:
+        if self.table is None:
+            return UNCALIBRATED_THRESHOLD
         return self.table.threshold_for_fmr(target_fmr)
 
     def default_compare_threshold(self) -> float:
@@ -274,10 +316,39 @@ def _scorer(table_path: str | None, cohort_file: str) -> Scorer:
 
 
 def default_scorer() -> Scorer:
-    """The scorer of the shipped calibration table with the configured cohort (cached per file)."""
+    """The built-in dlib model's scorer: the shipped calibration table with the configured cohort (cached
+    per file)."""
     return _scorer(None, str(cohort_path()))
+
+
+def uncalibrated_scorer(model_version: str) -> Scorer:
+    """The scorer of a model without a calibration table: 100 x cosine, false match rates unknown."""
+    return Scorer(str(model_version), None, None)
+
+
+@cache
+def _model_scorer(table_file: str, cohort_file: str, model_version: str, stamp: tuple) -> Scorer:
+    from faceprint import calibration
+
+    table = calibration.CalibrationTable.from_json(json.loads(Path(table_file).read_text()))
+    table.provenance.setdefault("file", table_file)
+    cohort = Cohort.load(cohort_file)
+    cohort = Cohort(cohort.vectors, cohort.model_version, {**cohort.provenance, "file": cohort_file})
+    scorer = Scorer(str(model_version), table, cohort, int(table.score.get("top_k", DEFAULT_TOP_K)))
+    scorer.check(model_version, int(table.score.get("dim", cohort.dim)))
+    if table.score.get("cohort") not in (None, cohort.fingerprint):
+        raise CohortError(f"{cohort_file} is not the cohort {table_file} was calibrated with")
+    return scorer
+
+
+def model_scorer(table_file: str, cohort_file: str, model_version: str) -> Scorer:
+    """The scorer of one model's own calibration table and cohort (reloaded when either file changes);
+    a table or cohort of another model is refused."""
+    stamp = tuple(Path(f).stat().st_mtime_ns for f in (table_file, cohort_file))
+    return _model_scorer(table_file, cohort_file, str(model_version), stamp)
 
 
 def clear_cache() -> None:
     """Forget loaded scorers (after `faceprint calibrate` rewrites the files)."""
     _scorer.cache_clear()
+    _model_scorer.cache_clear()

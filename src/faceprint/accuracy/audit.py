@@ -127,8 +127,13 @@ def run_audit(
     """Run all three parts, write figures, audit.json and audit.html into `out_dir`; return the results."""
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
-    scorer = scoring.default_scorer()
+    scorer = engine.model.scorer()
     scorer.check(engine.model_version, engine.dim)
+    if scorer.table is None:
+        raise scoring.CalibrationMismatchError(
+            f"face model {engine.model.name!r} is not calibrated: its false match rates are unknown; run "
+            f"`faceprint calibrate --model {engine.model.name}` before auditing it"
+        )
     table = scorer.table
     out_dir.mkdir(parents=True, exist_ok=True)
     t_cmp = scorer.default_compare_threshold()
@@ -149,7 +154,7 @@ def run_audit(
     genders = lfw.person_genders(images)
     keep = es.status == DETECTED
     kept_persons = [p for p, k in zip(images.persons, keep, strict=True) if k]
-    raw = scoring_audit.raw_scorer()
+    raw = scoring_audit.raw_scorer(engine.model)
     scorers = {"raw": raw, "normalised": scorer}
     comparison = scoring_audit.compare(scorers, es.vectors[keep], kept_persons, genders)
     timings["scoring"] = time.perf_counter() - t0

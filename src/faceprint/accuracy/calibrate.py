@@ -252,6 +252,28 @@ def build_cohort(images, es, model_version: str, command: str, balanced: bool = 
     )
 
 
+def person_folders(folder: Path):
+    """(images, root, dataset name) of a folder holding one sub-folder of face images per person."""
+    import hashlib
+
+    from faceprint.accuracy import lfw
+
+    folder = Path(folder).expanduser().resolve()
+    if not folder.is_dir():
+        raise DatasetError(f"--data {folder} is not a folder")
+    suffixes = {".jpg", ".jpeg", ".png", ".webp"}
+    paths, persons = [], []
+    for person in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for image in sorted(person.iterdir()):
+            if image.suffix.lower() in suffixes:
+                paths.append(str(image.relative_to(folder)))
+                persons.append(person.name)
+    if len(set(persons)) < 10:
+        raise DatasetError(f"--data {folder} holds {len(set(persons))} people; calibration needs many more")
+    dataset = "data-" + hashlib.sha1(str(folder).encode()).hexdigest()[:8]
+    return lfw.LfwImages(paths, persons, [""] * len(paths)), folder, dataset
+
+
 def run_calibration(
     engine,
     output: Path,
@@ -260,9 +282,12 @@ def run_calibration(
     console=None,
     cohort_file: Path | None = None,
     cohort_output: Path | None = None,
+    data: Path | None = None,
 ) -> dict:
-    """Embed LFW (cached); write the cohort (unless `cohort_file` is given) and the table measured with it
-    on the calibration folds' pairs; returns a summary."""
+    """Embed LFW (cached), or the folder `data` (one sub-folder of images per person, split into cohort,
+    calibration and held-out people by the same hash of their names as LFW); write the cohort (unless
+    `cohort_file` is given) and the table measured with it on the calibration people's pairs; returns a
+    summary. The table and cohort are of `engine`'s model (its `model_version`)."""
     import json
 
     from faceprint import calibration, scoring
@@ -270,19 +295,22 @@ def run_calibration(
     from faceprint.accuracy.embeddings import DETECTED, embed_dataset
     from faceprint.accuracy.normalised import all_pairs
 
-    images = lfw.read_images()
+    if data is not None:
+        images, root, dataset = person_folders(data)
+        policy, fallback, balanced = "largest", False, False
+    else:
+        images, root, dataset = lfw.read_images(), lfw.lfw_root(), "lfw"
+        policy, fallback, balanced = "central", True, BALANCED_COHORT
     if max_images:
         images = lfw.LfwImages(
             images.paths[:max_images], images.persons[:max_images], images.genders[:max_images]
         )
-    es = embed_dataset(
-        engine, "lfw", lfw.lfw_root(), images.paths, policy="central", fallback=True, console=console
-    )
+    es = embed_dataset(engine, dataset, root, images.paths, policy=policy, fallback=fallback, console=console)
     if cohort_file is not None:
         cohort = scoring.Cohort.load(cohort_file)
         cohort_written = None
     else:
-        cohort = build_cohort(images, es, engine.model_version, command)
+        cohort = build_cohort(images, es, engine.model_version, command, balanced)
         cohort_written = cohort.save(cohort_output or output.with_name("cohort.npz"))
     if cohort.model_version != engine.model_version or cohort.dim != engine.dim:
         raise scoring.CohortError(
@@ -320,7 +348,9 @@ def run_calibration(
     }
     prov = base_provenance(
         command,
-        "LFW deep-funneled (lfw/images.csv under the data folder), calibration folds only",
+        "LFW deep-funneled (lfw/images.csv under the data folder), calibration folds only"
+        if data is None
+        else f"{root} (one folder per person), calibration-fold people only",
         getattr(engine.detector, "name", "?"),
         getattr(engine.embedder, "name", "?"),
         counts,

@@ -66,7 +66,7 @@ def evaluate(
     with contextlib.suppress(FileNotFoundError):  # no raw calibration table yet
         from faceprint.accuracy.scoring_audit import raw_scorer
 
-        fixed["faceprint_compare_default"] = raw_scorer().default_compare_threshold()
+        fixed["faceprint_compare_default"] = raw_scorer(engine.model).default_compare_threshold()
     out = {
         "protocol": "LFW pairs.txt, 10-fold, threshold chosen on the other 9 folds",
         "images": len(keys),
@@ -90,7 +90,9 @@ def evaluate(
         "accuracy_at_fixed_threshold": {},
         "detector": getattr(engine.detector, "name", "?"),
         "embedder": getattr(engine.embedder, "name", "?"),
+        "model": engine.model.name,
         "model_version": engine.model_version,
+        "calibration": engine.model.calibration().status,
     }
     for far in FARS:
         tar, t = tar_at_far(gen, imp, far)
@@ -100,7 +102,7 @@ def evaluate(
             "threshold": t,
             "accuracy": float(np.mean((scores >= t) == same)),
         }
-    scorer = scoring.default_scorer()
+    scorer = engine.model.scorer()  # the model's own table and cohort (uncalibrated: raw cosines)
     scorer.check(engine.model_version, engine.dim)
     stats = scorer.stats(es.vectors)
     cos = np.einsum("ij,ij->i", scoring.unit(es.vectors[a]), scoring.unit(es.vectors[b]))

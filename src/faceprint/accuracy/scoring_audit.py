@@ -22,14 +22,18 @@ ENROLLED, STRANGERS = 150, 100
 GENDERS = ("female", "male")
 
 
-def raw_scorer() -> Scorer:
+def raw_scorer(model=None) -> Scorer:
     """Raw scoring with the raw table `faceprint calibrate` measured on the calibration folds beside the
-    normalised one (what faceprint scored before cohort normalisation)."""
+    normalised one (what faceprint scored before cohort normalisation), of `model` (default dlib's)."""
     from faceprint import calibration
     from faceprint.accuracy.calibrate import raw_path
 
-    table = calibration.table(str(raw_path(calibration.default_path())))
-    return Scorer(table.model_version, table, None)
+    path = calibration.default_path() if model is None else model.calibration_files()[0]
+    table = calibration.table(str(raw_path(path)))
+    scorer = Scorer(table.model_version, table, None)
+    if model is not None:
+        scorer.check(model.version, model.dim)
+    return scorer
 
 
 def _ids(persons: list[str]) -> np.ndarray:

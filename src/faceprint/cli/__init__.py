@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "faceprint.cli.doctor",  # doctor
     "faceprint.cli.cohort",  # cohort build|show
     "faceprint.cli.db",  # db upgrade
+    "faceprint.cli.models",  # models list|describe|add|remove
 ]
 
 

@@ -41,15 +41,27 @@ def _accuracy_errors(func: F) -> F:
     return cli_errors(wrapper)  # type: ignore[return-value]
 
 
-def _engine(detector: str, embedder: str):
+def _engine(detector: str, embedder: str, model: str = "dlib"):
+    """The engine of `model` (dlib's is run by `embedder`), with `detector`."""
     from faceprint.engine import FaceEngine
+    from faceprint.errors import InvalidParameterError
 
+    if model != "dlib":
+        if embedder != "auto":
+            raise InvalidParameterError(
+                "--embedder chooses how dlib's network runs; it applies to --model dlib"
+            )
+        engine = FaceEngine.shared() if detector == "auto" else FaceEngine(detector=detector)
+        return engine.with_model(model)
     if detector == "auto" and embedder == "auto":
         return FaceEngine.shared()
     return FaceEngine(detector=detector, embedder=embedder)
 
 
 def _engine_options(func: F) -> F:
+    func = click.option(
+        "--model", default="dlib", show_default=True, help="Face model (see `faceprint models list`)."
+    )(func)
     func = click.option("--embedder", type=click.Choice(EMBEDDERS), default="auto", show_default=True)(func)
     return click.option("--detector", type=click.Choice(DETECTORS), default="auto", show_default=True)(func)
 
@@ -84,13 +96,13 @@ def eval_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object (last line).")
 @_accuracy_errors
 def eval_lfw_command(
-    out: Path, pairs_per_fold: int | None, detector: str, embedder: str, as_json: bool
+    out: Path, pairs_per_fold: int | None, detector: str, embedder: str, model: str, as_json: bool
 ) -> None:
     """LFW 10-fold verification on lfw/pairs.txt: accuracy ± std, ROC AUC, TAR at FAR, ROC plot."""
     from faceprint.accuracy import eval_lfw
 
     console = Console(stderr=True)
-    result = eval_lfw.evaluate(_engine(detector, embedder), per_fold=pairs_per_fold, console=console)
+    result = eval_lfw.evaluate(_engine(detector, embedder, model), per_fold=pairs_per_fold, console=console)
     plot = eval_lfw.plot(result, out / "lfw_roc.png")
     result.pop("_scores")
     result["command"] = _command_line()
@@ -149,14 +161,19 @@ def eval_lfw_command(
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as one JSON object (last line).")
 @_accuracy_errors
 def audit_command(
-    out: Path, limit: int | None, bootstrap: int, detector: str, embedder: str, as_json: bool
+    out: Path, limit: int | None, bootstrap: int, detector: str, embedder: str, model: str, as_json: bool
 ) -> None:
     """Demographic audit: verification by gender and race, Congress-vs-LFW search, detection by group."""
     from faceprint.accuracy.audit import FACEPRINT, REKOGNITION, run_audit
 
     console = Console(stderr=True)
     r = run_audit(
-        _engine(detector, embedder), out, _command_line(), limit=limit, n_boot=bootstrap, console=console
+        _engine(detector, embedder, model),
+        out,
+        _command_line(),
+        limit=limit,
+        n_boot=bootstrap,
+        console=console,
     )
     idn = r["identification"]["by_threshold"]
     gender = r["verification"]["gender"]["by_threshold"][FACEPRINT]
@@ -247,6 +264,11 @@ def audit_command(
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Calibrate with this cohort (from `faceprint cohort build`) instead of building LFW's.",
 )
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Calibrate on this folder (one sub-folder of images per person) instead of LFW.",
+)
 @_engine_options
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as one JSON object (last line).")
 @_accuracy_errors
@@ -254,22 +276,27 @@ def calibrate_command(
     output: Path | None,
     max_images: int | None,
     cohort_file: Path | None,
+    data: Path | None,
     detector: str,
     embedder: str,
+    model: str,
     as_json: bool,
 ) -> None:
     """Build the cohort from LFW's cohort folds and the calibration table from its calibration folds
-    (cohort-normalised scores); write both (the cohort beside the table, as cohort.npz)."""
-    from faceprint.accuracy.calibrate import default_output, run_calibration
+    (cohort-normalised scores) for a face model (--model, default dlib); write both (the cohort beside the
+    table, as cohort.npz: the package's for dlib, the model's folder in the home for an added model)."""
+    from faceprint.accuracy.calibrate import run_calibration
 
     console = Console(stderr=True)
+    engine = _engine(detector, embedder, model)
     summary = run_calibration(
-        _engine(detector, embedder),
-        output or default_output(),
+        engine,
+        output or engine.model.calibration_files()[0],
         _command_line(),
         max_images,
         console,
         cohort_file=cohort_file,
+        data=data,
     )
     if as_json:
         _json_line(summary)

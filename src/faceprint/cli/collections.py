@@ -134,8 +134,8 @@ def _pct(value: float) -> str:
     return f"{value:.2f}"
 
 
-def _fmr(value: float) -> str:
-    return f"{value:.1e}"
+def _fmr(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.1e}"
 
 
 def _faces_table(faces: list[dict], title: str) -> Table:
@@ -191,14 +191,24 @@ def collections_group() -> None:
 @_command(collections_group, "create")
 @click.argument("name")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag (repeatable).")
-def collections_create(name: str, tags: tuple[str, ...], home: Path | None, as_json: bool) -> None:
-    """Create collection NAME."""
+@click.option(
+    "--model",
+    default=None,
+    help="Face model of the collection's vectors [default: $FACEPRINT_MODEL, else dlib]; "
+    "see `faceprint models list`.",
+)
+def collections_create(
+    name: str, tags: tuple[str, ...], model: str | None, home: Path | None, as_json: bool
+) -> None:
+    """Create collection NAME (its faces are embedded with its face model, for good)."""
     pairs = {}
     for tag in tags:
         key, sep, value = tag.partition("=")
         if not sep:
             raise click.BadParameter(f"{tag!r} is not KEY=VALUE", param_hint="--tag")
         pairs[key] = value
+    if model is not None:
+        pairs["faceprint:model"] = model
     resp = _service(home).create_collection(CollectionId=name, Tags=pairs or None)
     if as_json:
         _print_json(resp)

@@ -48,6 +48,7 @@ class PreparedIndex:
     height: int
     kept: list[Face]  # faces to store, largest first, chips cut
     unindexed: list[tuple[Face, list[str]]]  # faces not stored and why, in detection order
+    model_version: str = ""  # FaceModelVersion of the collection: the model that cuts and embeds the faces
 
 
 @dataclass
@@ -117,7 +118,7 @@ class Indexer:
         batch: list[IndexResult] = []
         prepared: dict[int, PreparedIndex] = {}
         chips = 0
-        passes = self.collections.engine.model.passes
+        passes = self.collections.engine.model.passes  # an estimate for collections of other models
         exhausted = False
         with ThreadPoolExecutor(self.workers, thread_name_prefix="faceprint-index") as pool:
 

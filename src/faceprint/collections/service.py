@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 
 from faceprint import audit, scoring
-from faceprint import similarity as sim
 from faceprint.collections.index_cache import IndexCache
 from faceprint.collections.ingest import GroupRunner, PreparedIndex
 from faceprint.collections.port import (
@@ -51,7 +50,7 @@ from faceprint.collections.port import (
 from faceprint.collections.quality import check_quality_filter, unindexed_reasons
 from faceprint.collections.store import open_store
 from faceprint.config import ImageLimits, database_url, home_dir
-from faceprint.engine import DESCRIPTOR, MAX_FACES, Face, FaceEngine
+from faceprint.engine import MAX_FACES, Face, FaceEngine
 from faceprint.errors import (
     FaceprintError,
     ImageTooLargeError,
@@ -61,6 +60,7 @@ from faceprint.errors import (
 )
 from faceprint.files import private_dir
 from faceprint.images import LoadedImage, decode_image_bytes, load_image
+from faceprint.models import FaceModel, get_model, model_for_version
 from faceprint.pagination import PaginationTokens
 from faceprint.rekognition import (
     CLIENT_TOKEN_RE,
@@ -222,16 +222,37 @@ def _chip_jpeg(chip: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _error_rate_members(threshold: float, coll: Collection) -> dict:
+MODEL_TAG = "faceprint:model"  # CreateCollection tag naming the collection's face model
+
+
+def uncalibrated_note(model: FaceModel) -> str:
+    """What responses of an uncalibrated model's collection say instead of false match rates."""
+    return (
+        f"face model {model.name!r} (FaceModelVersion {model.version}) is not calibrated: its false match "
+        f"rates are unknown and its default threshold is {scoring.UNCALIBRATED_THRESHOLD:g}; run "
+        f"`faceprint calibrate --model {model.name}`"
+    )
+
+
+def _error_rate_members(threshold: float, coll: Collection, scorer: scoring.Scorer) -> dict:
     """faceprint's extra search members: the threshold used, the expected number of false matches
-    (FMR x collection size) and, when that exceeds 1, a warning (also logged)."""
-    expected = sim.false_match_rate(threshold) * coll.face_count
+    (FMR x collection size) and, when that exceeds 1, a warning (also logged). An uncalibrated model's
+    collection says its false match rates are unknown instead."""
+    fmr = scorer.false_match_rate(threshold)
+    if fmr is None:
+        model = model_for_version(coll.model_version)
+        return {
+            "FaceMatchThreshold": threshold,
+            "ExpectedFalseMatches": None,
+            "Calibration": {"Status": "uncalibrated", "Note": uncalibrated_note(model)},
+        }
+    expected = fmr * coll.face_count
     members: dict[str, Any] = {"FaceMatchThreshold": threshold, "ExpectedFalseMatches": expected}
     if expected > 1.0:
         warning = (
             f"FaceMatchThreshold {threshold:g} implies {expected:.1f} expected false matches per search in "
             f"collection {coll.name!r} ({coll.face_count:,} faces); faceprint's default for this size is "
-            f"{sim.default_search_threshold(coll.face_count):.2f}"
+            f"{scorer.default_search_threshold(coll.face_count):.2f}"
         )
         log.warning(warning)
         members["Warnings"] = [warning]
@@ -248,7 +269,10 @@ class Collections:
         keep_chips: bool = False,
         region: str | None = None,
         account_id: str | None = None,
+        model: str | None = None,
     ) -> None:
+        """`model`: the face model of collections created without one (`FACEPRINT_MODEL`, default dlib's;
+        the engine's when an engine is given)."""
         self.home = private_dir(Path(home).expanduser() if home is not None else home_dir())
         self.store: Store = open_store(self.home / "collections", database_url())
         self.indexes = IndexCache(self.store, self.home / "collections" / "index")
@@ -256,7 +280,9 @@ class Collections:
         self.region = region or os.environ.get("FACEPRINT_REGION", "us-east-1")
         self.account_id = account_id or os.environ.get("FACEPRINT_ACCOUNT_ID", "000000000000")
         self._engine = engine
-        self._scorer: scoring.Scorer | None = None
+        from faceprint.config import default_model
+
+        self.default_model = engine.model.name if engine is not None else (model or default_model())
         self._tokens = PaginationTokens(self.store.token_key())
         self._index_group = GroupRunner(self._index_batch, max_items=INDEX_GROUP_IMAGES)
 
@@ -268,29 +294,49 @@ class Collections:
 
     @property
     def model_version(self) -> str:
-        """FaceModelVersion of the faces this service indexes, known without loading the models: the engine's
-        descriptor's (the default one until an engine is given or loaded)."""
-        return self._engine.model_version if self._engine is not None else DESCRIPTOR.version
+        """FaceModelVersion of collections created without a model (the default model's), known without
+        loading the model's embedder."""
+        return get_model(self.default_model).version
 
     @property
     def scorer(self) -> scoring.Scorer:
-        """The scorer of the engine's model; a cohort of another model or dimension is refused."""
-        if self._scorer is None:
-            scorer = scoring.default_scorer()
-            if self._engine is not None:
-                scorer.check(self._engine.model_version, self._engine.dim)
-            self._scorer = scorer
-        return self._scorer
+        """The default model's scorer."""
+        return get_model(self.default_model).scorer()
+
+    def _model_for(self, coll: Collection) -> FaceModel:
+        """The face model of a collection's vectors; a clear error (and nothing touched) when that model is
+        not in this installation and home any more."""
+        try:
+            return model_for_version(coll.model_version)
+        except ResourceNotFoundError as exc:
+            raise InvalidParameterError(f"collection {coll.name!r}: {exc.message}") from None
+
+    def _engine_for(self, coll: Collection) -> FaceEngine:
+        """The engine that embeds probes for `coll`: its model, the shared detector and landmarks."""
+        return self.engine.with_model(self._model_for(coll))
 
     def _scorer_for(self, coll: Collection) -> scoring.Scorer:
-        scorer = self.scorer
-        if scorer.cohort is not None and scorer.cohort.model_version != coll.model_version:
-            raise scoring.CohortError(
-                f"collection {coll.name!r} holds faces of model {coll.model_version}; the cohort "
-                f"({scorer.cohort.provenance.get('file', 'configured')}) is of model "
-                f"{scorer.cohort.model_version}"
-            )
+        model = self._model_for(coll)
+        scorer = model.scorer()
+        scorer.check(model.version, model.dim)
         return scorer
+
+    def _check_vector(self, coll: Collection, vector: np.ndarray, model_version: str | None) -> np.ndarray:
+        """A probe vector for `coll`, refused (InvalidParameterError) when it is of another face model."""
+        model = self._model_for(coll)
+        if model_version is not None and str(model_version) != coll.model_version:
+            raise InvalidParameterError(
+                f"the face vector is of FaceModelVersion {model_version}, but collection {coll.name!r} holds "
+                f"faces of model {model.name!r} (FaceModelVersion {coll.model_version}); vectors of "
+                "different models cannot be compared"
+            )
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if vector.shape[0] != model.dim:
+            raise InvalidParameterError(
+                f"the face vector has {vector.shape[0]} values, but collection {coll.name!r} holds "
+                f"{model.dim}-D vectors of model {model.name!r} (FaceModelVersion {coll.model_version})"
+            )
+        return vector
 
     def _face_stats(self, scorer: scoring.Scorer, rows: Sequence[FaceRecord]) -> np.ndarray:
         """(n, 2) cohort statistics of stored faces: as stored, or computed from the stored vector for
@@ -327,8 +373,16 @@ class Collections:
 
     @audit.audited("CreateCollection")
     def create_collection(self, *, CollectionId: str, Tags: dict[str, str] | None = None) -> dict:
+        """CreateCollection; the `faceprint:model` tag names the collection's face model (default: the
+        server's default model)."""
         name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
-        coll = self.store.create_collection(name, self.model_version, _tags(Tags))
+        tags = _tags(Tags)
+        model_name = tags.get(MODEL_TAG, self.default_model)
+        try:
+            model = get_model(model_name)
+        except ResourceNotFoundError as exc:
+            raise InvalidParameterError(f"tag {MODEL_TAG}: {exc.message}") from None
+        coll = self.store.create_collection(name, model.version, tags)
         return {"StatusCode": 200, "CollectionArn": self.arn(name), "FaceModelVersion": coll.model_version}
 
     @audit.audited("DeleteCollection")
@@ -424,13 +478,6 @@ class Collections:
             return img, hashlib.sha256(img.pixels.tobytes()).hexdigest()
         raise InvalidParameterError("Image must be {'Bytes': <image bytes>}")
 
-    def _check_model(self, coll: Collection) -> None:
-        if coll.model_version != self.model_version:
-            raise InvalidParameterError(
-                f"collection {coll.name!r} holds faces of model {coll.model_version}; "
-                f"this server computes {self.model_version}"
-            )
-
     @audit.audited("IndexFaces", matches="FaceRecords")
     def index_faces(
         self,
@@ -476,11 +523,11 @@ class Collections:
         max_faces = min(_integer(MaxFaces, "MaxFaces", 1, None, MAX_FACES), MAX_FACES)
         qfilter = check_quality_filter(QualityFilter, "AUTO")
         coll = self._collection(CollectionId)
-        self._check_model(coll)
+        engine = self._engine_for(coll)
         self._scorer_for(coll)  # a cohort of another model is refused before any work
         img, sha = self._image(Image)
         w, h = img.width, img.height
-        faces = self.engine.analyze(img, max_faces=MAX_FACES, embed=False)
+        faces = engine.analyze(img, max_faces=MAX_FACES, embed=False)
         passing: list[Face] = []
         unindexed: list[tuple[Face, list[str]]] = []
         for face in faces:
@@ -495,19 +542,24 @@ class Collections:
         unindexed.sort(key=lambda item: order[id(item[0])])
         for face in kept:
             _ = face.views  # cut the chips now, in the caller's thread, and let go of the image
-        return PreparedIndex(coll.name, external_id, attrs, sha, w, h, kept, unindexed)
+        return PreparedIndex(coll.name, external_id, attrs, sha, w, h, kept, unindexed, coll.model_version)
 
     def embed_prepared(self, prepared: Sequence[PreparedIndex]) -> None:
-        """Embed the kept faces of several prepared images in one embedder call."""
-        self.engine.embed_faces(None, [f for p in prepared for f in p.kept])
+        """Embed the kept faces of several prepared images, in one embedder call per face model."""
+        by_model: dict[str, list[Face]] = {}
+        for p in prepared:
+            by_model.setdefault(p.model_version, []).extend(p.kept)
+        for version, faces in by_model.items():
+            self.engine.with_model(model_for_version(version)).embed_faces(None, faces)
 
     def store_prepared(self, prepared: Sequence[PreparedIndex]) -> list[dict | FaceprintError]:
         """Store embedded prepared images in one durable transaction; the IndexFaces response of each, or
         the error that image alone met (its collection was deleted meanwhile, the quota is reached)."""
-        version = self.model_version
-        scorer = self.scorer
+        scorers = {p.model_version: model_for_version(p.model_version).scorer() for p in prepared}
         stats = [
-            scorer.stats(np.stack([f.embedding for f in p.kept])) if p.kept else np.zeros((0, 2))
+            scorers[p.model_version].stats(np.stack([f.embedding for f in p.kept]))
+            if p.kept
+            else np.zeros((0, 2))
             for p in prepared
         ]
         items = [
@@ -528,10 +580,10 @@ class Collections:
                         sharpness=f.quality.sharpness,
                         pose=(f.pose.roll, f.pose.yaw, f.pose.pitch),
                         embedding=f.embedding,
-                        model_version=version,
+                        model_version=p.model_version,
                         chip=_chip_jpeg(f.chip) if self.keep_chips else None,
-                        cohort=(float(st[0]), float(st[1])) if scorer.normalised else None,
-                        cohort_tag=scorer.tag,
+                        cohort=(float(st[0]), float(st[1])) if scorers[p.model_version].normalised else None,
+                        cohort_tag=scorers[p.model_version].tag,
                     )
                     for f, st in zip(p.kept, p_stats, strict=True)
                 ],
@@ -554,7 +606,7 @@ class Collections:
                         }
                         for f, row in zip(p.kept, rows, strict=True)
                     ],
-                    "FaceModelVersion": version,
+                    "FaceModelVersion": p.model_version,
                     "UnindexedFaces": [
                         {"Reasons": r, "FaceDetail": face_detail(f, w, h, p.attributes)}
                         for f, r in p.unindexed
@@ -628,7 +680,9 @@ class Collections:
 
     def _face_threshold(self, value: Any, coll: Collection) -> float:
         threshold = _percent(value, "FaceMatchThreshold")
-        return sim.default_search_threshold(coll.face_count) if threshold is None else threshold
+        if threshold is not None:
+            return threshold
+        return self._scorer_for(coll).default_search_threshold(coll.face_count)
 
     def _matches(
         self,
@@ -643,12 +697,19 @@ class Collections:
         holds. The index gives the SHORTLIST (at least 2 x MaxFaces) nearest faces by raw distance; they
         are re-ranked by the scorer."""
         scorer = self._scorer_for(coll)
+        vector = self._check_vector(coll, vector, None)
         k = max(SHORTLIST, 2 * max_faces) + (exclude is not None)
         _, ids = self.indexes.search(coll.id, vector, k)
         rows = [int(i) for i in ids[0] if i >= 0 and i != exclude]
         found = list(self.store.faces_by_row(coll.id, rows, embeddings=True).values())
         if not found:
             return []
+        foreign = {row.model_version for row in found} - {coll.model_version}
+        if foreign:
+            raise InvalidParameterError(
+                f"collection {coll.name!r} holds faces of FaceModelVersion {', '.join(sorted(foreign))} "
+                f"beside its model's {coll.model_version}; vectors of different models cannot be compared"
+            )
         gallery = np.stack([row.embedding for row in found])
         scores = scorer.scores(vector, probe_stats, gallery, self._face_stats(scorer, found))
         matches = [
@@ -668,18 +729,20 @@ class Collections:
         *,
         CollectionId: str,
         Vector: np.ndarray,
+        ModelVersion: str,
         MaxFaces: int | None = None,
         FaceMatchThreshold: float | None = None,
     ) -> dict:
-        """Search with an embedding already computed (a video track's): SearchFaces' response members."""
+        """Search with an embedding already computed (a video track's) by face model `ModelVersion`:
+        SearchFaces' response members. A vector of another model than the collection's is refused."""
         max_faces = _integer(MaxFaces, "MaxFaces", 1, MAX_SEARCH_FACES, DEFAULT_SEARCH_FACES)
         coll = self._collection(CollectionId)
+        vector = self._check_vector(coll, Vector, ModelVersion)
         threshold = self._face_threshold(FaceMatchThreshold, coll)
-        vector = np.asarray(Vector, dtype=np.float32).reshape(-1)
         return {
             "FaceMatches": self._matches(coll, vector, max_faces, threshold),
             "FaceModelVersion": coll.model_version,
-            **_error_rate_members(threshold, coll),
+            **_error_rate_members(threshold, coll, self._scorer_for(coll)),
         }
 
     @audit.audited("SearchFaces", threshold="FaceMatchThreshold", matches="FaceMatches")
@@ -710,7 +773,7 @@ class Collections:
                 probe_stats=self._face_stats(self._scorer_for(coll), [face]),
             ),
             "FaceModelVersion": coll.model_version,
-            **_error_rate_members(threshold, coll),
+            **_error_rate_members(threshold, coll, self._scorer_for(coll)),
         }
 
     @audit.audited("SearchFacesByImage", threshold="FaceMatchThreshold", matches="FaceMatches")
@@ -728,9 +791,9 @@ class Collections:
         qfilter = check_quality_filter(QualityFilter, "NONE")
         coll = self._collection(CollectionId)
         threshold = self._face_threshold(FaceMatchThreshold, coll)
-        self._check_model(coll)
+        engine = self._engine_for(coll)
         img, _ = self._image(Image)
-        faces = self.engine.analyze(img, max_faces=1, embed=False)
+        faces = engine.analyze(img, max_faces=1, embed=False)
         if not faces:
             raise InvalidParameterError("no face was detected in the image")
         face = faces[0]
@@ -739,13 +802,13 @@ class Collections:
             raise InvalidParameterError(
                 f"the largest face does not pass QualityFilter {qfilter}: {', '.join(reasons)}"
             )
-        self.engine.embed_faces(img, [face])
+        engine.embed_faces(img, [face])
         return {
             "SearchedFaceBoundingBox": bounding_box(face.box, img.width, img.height),
             "SearchedFaceConfidence": face.confidence,
             "FaceMatches": self._matches(coll, face.embedding, max_faces, threshold),
             "FaceModelVersion": coll.model_version,
-            **_error_rate_members(threshold, coll),
+            **_error_rate_members(threshold, coll, self._scorer_for(coll)),
         }
 
     def search_faces_in_image(
@@ -766,15 +829,15 @@ class Collections:
         qfilter = check_quality_filter(QualityFilter, "NONE")
         coll = self._collection(CollectionId)
         threshold = self._face_threshold(FaceMatchThreshold, coll)
-        self._check_model(coll)
+        engine = self._engine_for(coll)
         img, _ = self._image(Image)
-        faces = self.engine.analyze(img, embed=False)
+        faces = engine.analyze(img, embed=False)
         if not faces:
             raise InvalidParameterError("no face was detected in the image")
         reasons = [unindexed_reasons(face, img.width, img.height, qfilter) for face in faces]
         searched = [face for face, why in zip(faces, reasons, strict=True) if not why]
         if searched:
-            self.engine.embed_faces(img, searched)
+            engine.embed_faces(img, searched)
         results = []
         for face, why in zip(faces, reasons, strict=True):
             item: dict[str, Any] = {
@@ -788,7 +851,7 @@ class Collections:
                 item["FaceMatches"] = self._matches(coll, face.embedding, max_faces, threshold)
             results.append(item)
         self._audit_each_face(coll.name, threshold, FaceMatchThreshold is None, results)
-        members = _error_rate_members(threshold, coll)
+        members = _error_rate_members(threshold, coll, self._scorer_for(coll))
         return {"Faces": results, "FaceModelVersion": coll.model_version, **members}
 
     def _audit_each_face(self, collection: str, threshold: float, default: bool, faces: list[dict]) -> None:
@@ -895,10 +958,11 @@ class Collections:
     ) -> list[dict]:
         users, templates = self.store.user_templates(coll.id)
         value = _percent(threshold, "UserMatchThreshold")
-        value = sim.default_search_threshold(len(users)) if value is None else value
+        scorer = self._scorer_for(coll)
+        value = scorer.default_search_threshold(len(users)) if value is None else value
         if vector is None or templates is None:
             return []
-        scorer = self._scorer_for(coll)
+        vector = self._check_vector(coll, vector, None)
         scores = scorer.scores(vector, None, templates, None)  # templates' statistics: one product
         matches = [
             {
@@ -962,10 +1026,10 @@ class Collections:
         _percent(UserMatchThreshold, "UserMatchThreshold")
         qfilter = check_quality_filter(QualityFilter, "NONE")
         coll = self._collection(CollectionId)
-        self._check_model(coll)
+        engine = self._engine_for(coll)
         img, _ = self._image(Image)
         w, h = img.width, img.height
-        faces = self.engine.analyze(img, max_faces=MAX_FACES, embed=False)
+        faces = engine.analyze(img, max_faces=MAX_FACES, embed=False)
         unsearched = [
             {"FaceDetails": face_detail(f, w, h), "Reasons": ["FACE_NOT_LARGEST"]} for f in faces[1:]
         ]
@@ -975,7 +1039,7 @@ class Collections:
             if reasons:
                 unsearched.insert(0, {"FaceDetails": face_detail(faces[0], w, h), "Reasons": reasons})
             else:
-                self.engine.embed_faces(img, faces[:1])
+                engine.embed_faces(img, faces[:1])
                 out["UserMatches"] = self._user_matches(
                     coll, faces[0].embedding, UserMatchThreshold, max_users
                 )

@@ -18,8 +18,17 @@ from faceprint.models.base import Calibration, FaceGeometry, FaceModel, unit_row
 
 DEFAULT_MODEL = "dlib"
 BUILTIN = ("dlib",)
-# FaceModelVersion of every model faceprint knows by name (added models get 100.k, see onnx_file).
-BUILTIN_VERSIONS = {"dlib": "2.0"}
+# Models installed on demand, each a sub-package exposing `NAME`, `VERSION`, `catalogue_entry() -> dict`
+# (what `models list` shows, with "Installed") and `load() -> FaceModel | None` (None: not installed).
+INSTALLABLE = {"faceres": "faceprint.models.faceres", "dlib+faceres": "faceprint.models.ensemble"}
+RESERVED = tuple(INSTALLABLE)  # names an added ONNX model cannot take
+# FaceModelVersion of every model faceprint knows by name (added ONNX files get 100.k, see onnx_file).
+BUILTIN_VERSIONS = {"dlib": "2.0", "faceres": "3.0", "dlib+faceres": "4.0"}
+# What `models list` says of an installable model whose sub-package is not in this installation.
+_PENDING = {
+    "faceres": {"Dimension": 1024, "Description": "HSE MobileNet (VGGFace2), from npm @vladmandic/human"},
+    "dlib+faceres": {"Dimension": None, "Description": "dlib and faceres, cohort-normalised scores fused"},
+}
 _models: dict[str, FaceModel] = {}
 _lock = threading.Lock()
 
@@ -28,11 +37,31 @@ class ModelNotFoundError(ResourceNotFoundError):
     """No model of that name or version in this installation and home."""
 
 
+def _installable(name: str):
+    """The sub-package of an installable model, or None when this installation does not have it."""
+    import importlib
+
+    try:
+        return importlib.import_module(INSTALLABLE[name])
+    except ModuleNotFoundError as exc:
+        if exc.name != INSTALLABLE[name]:
+            raise
+        return None
+
+
 def _load(name: str) -> FaceModel:
     if name == "dlib":
         from faceprint.models.dlib import DlibModel
 
         return DlibModel()
+    if name in INSTALLABLE:
+        module = _installable(name)
+        model = module.load() if module is not None else None
+        if model is None:
+            raise ModelNotFoundError(
+                f"face model {name!r} is not installed; install it with `faceprint models install {name}`"
+            )
+        return model
     from faceprint.models import onnx_file
 
     model = onnx_file.load(name)
@@ -49,7 +78,7 @@ def get_model(name: str | None = None) -> FaceModel:
         model = _models.get(name)
         if model is None:
             model = _models[name] = _load(name)
-        elif name not in BUILTIN:  # an added model may have been removed or re-added since
+        elif name not in BUILTIN and name not in INSTALLABLE:  # an added model may be removed or re-added
             from faceprint.models import onnx_file
 
             fresh = onnx_file.load(name)
@@ -62,10 +91,42 @@ def get_model(name: str | None = None) -> FaceModel:
 
 
 def list_models() -> list[FaceModel]:
-    """Every usable model: the built-in ones, then the home's added ONNX models."""
+    """Every usable model: the built-in ones, the installed ones, then the home's added ONNX models."""
     from faceprint.models import onnx_file
 
-    return [get_model(n) for n in (*BUILTIN, *onnx_file.added_names())]
+    installed = []
+    for name in INSTALLABLE:
+        try:
+            installed.append(get_model(name))
+        except ModelNotFoundError:
+            continue
+    return [*(get_model(n) for n in BUILTIN), *installed, *(get_model(n) for n in onnx_file.added_names())]
+
+
+def catalogue() -> list[dict]:
+    """What `faceprint models list` shows: every usable model's `info()`, and installable models that are
+    not installed (with how to install them)."""
+    from faceprint.models import onnx_file
+
+    out = [get_model(n).info() for n in BUILTIN]
+    for name in INSTALLABLE:
+        module = _installable(name)
+        if module is not None and hasattr(module, "catalogue_entry"):
+            out.append(module.catalogue_entry())
+            continue
+        out.append(
+            {
+                "Name": name,
+                "FaceModelVersion": BUILTIN_VERSIONS[name],
+                "Kind": "installable",
+                **_PENDING[name],
+                "Calibration": None,
+                "Installed": False,
+                "Install": f"faceprint models install {name}",
+            }
+        )
+    out += [get_model(n).info() for n in onnx_file.added_names()]
+    return out
 
 
 def model_for_version(version: str) -> FaceModel:
@@ -108,10 +169,13 @@ def forget(name: str) -> None:
 __all__ = [
     "BUILTIN",
     "DEFAULT_MODEL",
+    "INSTALLABLE",
+    "RESERVED",
     "Calibration",
     "FaceGeometry",
     "FaceModel",
     "ModelNotFoundError",
+    "catalogue",
     "check_model_name",
     "get_model",
     "list_models",

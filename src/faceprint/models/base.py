@@ -174,6 +174,12 @@ class FaceModel:
         """Calibration status of this model (subclasses say where their table lives)."""
         return Calibration("uncalibrated")
 
+    def calibration_files(self) -> tuple[Path, Path]:
+        """(calibration table, cohort) files `faceprint calibrate --model` writes for this model."""
+        from faceprint.errors import InvalidParameterError
+
+        raise InvalidParameterError(f"face model {self.name!r} cannot be calibrated here")
+
     def scorer(self) -> Scorer:
         """The model's scorer: its own calibration table and cohort, or an uncalibrated cosine scorer
         (false match rates unknown) when it has none. Never another model's table."""

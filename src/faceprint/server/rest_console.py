@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from faceprint import audit, calibration
+from faceprint import audit
 from faceprint import similarity as sim
 from faceprint.errors import AccessDeniedError, FaceprintError, InvalidParameterError, ResourceNotFoundError
 from faceprint.files import write_atomically
@@ -149,6 +149,15 @@ def routes(server: Server) -> list[Route]:
     def cid(request: Request) -> str:
         return request.path_params["collection_id"]
 
+    def _scorer_of(version: str | None) -> Any:
+        """The scorer of the face model of FaceModelVersion `version` (a clear error if it is gone)."""
+        from faceprint.models import model_for_version
+
+        try:
+            return model_for_version(str(version)).scorer()
+        except ResourceNotFoundError as exc:
+            raise InvalidParameterError(exc.message) from None
+
     # --- sessions ----------------------------------------------------------------------------------
     async def create_session(request: Request) -> Response:
         return await handle(
@@ -164,19 +173,27 @@ def routes(server: Server) -> list[Route]:
             params = {"CollectionId": cid(request)}
             out = dispatcher.invoke("DescribeCollection", params, identity, request_id, "rest")
             count = int(out.get("FaceCount") or 0)
-            threshold = sim.default_search_threshold(count)
+            scorer = _scorer_of(out.get("FaceModelVersion"))
+            threshold = scorer.default_search_threshold(count)
+            fmr = scorer.false_match_rate(threshold)
             return {
                 **out,
                 "DefaultFaceMatchThreshold": threshold,
-                "ExpectedFalseMatchesPerSearch": sim.expected_false_matches(threshold, count),
+                "ExpectedFalseMatchesPerSearch": None if fmr is None else fmr * count,
                 "TargetFalseMatchesPerSearch": sim.SEARCH_TARGET_FPIR,
+                "Calibration": "calibrated" if scorer.calibrated else "uncalibrated",
             }
 
         return await handle(request, "DescribeCollection", work)
 
-    create_collection = operation(
-        "CreateCollection", lambda req, request: {"CollectionId": json_body(req).get("CollectionId")}
-    )
+    def _create_params(req: SignedRequest, request: Request) -> dict[str, Any]:
+        body = json_body(req)
+        params: dict[str, Any] = {"CollectionId": body.get("CollectionId")}
+        if body.get("Model") is not None:  # the collection's face model: the faceprint:model tag
+            params["Tags"] = {"faceprint:model": body.get("Model")}
+        return params
+
+    create_collection = operation("CreateCollection", _create_params)
     delete_collection = operation("DeleteCollection", lambda req, request: {"CollectionId": cid(request)})
 
     async def list_faces(request: Request) -> Response:
@@ -359,7 +376,24 @@ def routes(server: Server) -> list[Route]:
         def work(req: SignedRequest, identity: Identity, request_id: str) -> dict[str, Any]:
             params = {"CollectionId": cid(request)}
             described = dispatcher.invoke("DescribeCollection", params, identity, request_id, "rest")
-            table = calibration.table()
+            scorer = _scorer_of(described.get("FaceModelVersion"))
+            table = scorer.table  # the collection's model's own table: never another model's
+            count = int(described.get("FaceCount") or 0)
+            common = {
+                "CollectionId": cid(request),
+                "FaceModelVersion": described.get("FaceModelVersion"),
+                "DefaultCompareThreshold": scorer.default_compare_threshold(),
+                "DefaultFaceMatchThreshold": scorer.default_search_threshold(count),
+                "FaceCount": count,
+            }
+            if table is None:
+                return {
+                    **common,
+                    "Calibration": "uncalibrated",
+                    "CalibrationModelVersion": None,
+                    "Points": [],
+                    "Note": "this collection's face model is not calibrated: false match rates unknown",
+                }
             steps = int(100 / CURVE_STEP)
             points = [
                 {
@@ -369,17 +403,13 @@ def routes(server: Server) -> list[Route]:
                 }
                 for s in (i * CURVE_STEP for i in range(steps + 1))
             ]
-            count = int(described.get("FaceCount") or 0)
             return {
-                "CollectionId": cid(request),
-                "FaceModelVersion": described.get("FaceModelVersion"),
+                **common,
+                "Calibration": "calibrated",
                 "CalibrationModelVersion": table.model_version,
                 "Dataset": table.provenance.get("dataset"),
                 "TailFrom": table.tail_from,
                 "Points": points,
-                "DefaultCompareThreshold": sim.default_compare_threshold(),
-                "DefaultFaceMatchThreshold": sim.default_search_threshold(count),
-                "FaceCount": count,
             }
 
         return await handle(request, "GetCalibration", work)

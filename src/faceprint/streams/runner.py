@@ -18,6 +18,7 @@ that ends stops the processor (STOPPED, "the source ended").
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -226,6 +227,7 @@ class Session:
         """Process frames until the source ends or the session is over; (any frame seen, session start)."""
         config = self.runner.config
         info = reader.info
+        config = dataclasses.replace(config, model=matcher.model.name)  # embed with the collection's model
         processor = FrameProcessor(video_engine(config, info), info, config, embed=False, keep_chips=True)
         engine = processor.engine  # load and run the models once before playing
         engine.detect(np.zeros((info.height, info.width, 3), np.uint8))
@@ -300,7 +302,7 @@ class Session:
         for track in tracks:
             if track.embedding is None:
                 continue
-            found = out[track.track_id] = matcher.matches(track.embedding)
+            found = out[track.track_id] = matcher.matches(track.embedding, processor.engine.model_version)
             audit.append(
                 AuditEvent(
                     operation="StreamProcessorFaceSearch",

@@ -8,6 +8,7 @@ seconds after they appear.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,7 @@ def live_search(
         CollectionMatcher(home, collection_id, threshold) as matcher,
         VideoReader(source, sample_fps=config.sample_fps, live=True, realtime=realtime) as reader,
     ):
+        config = dataclasses.replace(config, model=matcher.model.name)  # embed with the collection's model
         processor = FrameProcessor(
             video_engine(config, reader.info), reader.info, config, embed=False, keep_chips=True
         )
@@ -79,7 +81,7 @@ def live_search(
             known.append(track)
             del known[:-MAX_KNOWN_TRACKS]
             index = group_persons(known)[track.track_id]
-            found = matcher.matches(track.embedding)
+            found = matcher.matches(track.embedding, processor.engine.model_version)
             if only_matches and not found:
                 return None
             return LiveMatch(now_ms, track.first_ms, index, latest[track.track_id], found)

@@ -49,6 +49,7 @@ class PipelineConfig:
     max_gap_ms: int = MAX_GAP_MS
     max_faces: int = MAX_FACES
     keyframe_every: int = KEYFRAME_EVERY  # full detection scan every n-th sample (1: every sample)
+    model: str = "dlib"  # face model that embeds the tracks (a searched collection's model)
 
 
 @dataclass
@@ -93,8 +94,8 @@ def video_detector(config: PipelineConfig, info: VideoInfo) -> Detector:
 
 
 def video_engine(config: PipelineConfig, info: VideoInfo) -> FaceEngine:
-    """A FaceEngine with this video's detector (it keeps per-video state) and the process-wide embedder."""
-    return FaceEngine(detector=video_detector(config, info), embedder="auto")
+    """A FaceEngine with this video's detector (it keeps per-video state) and the configured face model."""
+    return FaceEngine(detector=video_detector(config, info), model=config.model)
 
 
 _RECUT: list[FaceEngine] = []
@@ -230,7 +231,7 @@ class FrameProcessor:
         big = cv2.resize(region, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
         if min(big.shape[:2]) < 80:  # the engine's minimum image side
             return views
-        faces = _recut_engine().detect(big, max_faces=3)
+        faces = _recut_engine().with_model(self.engine.model).detect(big, max_faces=3)
         if not faces:
             return views
         cy, cx = big.shape[0] / 2, big.shape[1] / 2

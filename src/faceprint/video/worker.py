@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -88,6 +89,7 @@ def run_job(
     try:
         if job.kind == FACE_SEARCH:
             matcher = CollectionMatcher(home, params["CollectionId"], params.get("FaceMatchThreshold"))
+            config = dataclasses.replace(config, model=matcher.model.name)  # the collection's model
         with _Heartbeat(store, job.job_id, owner, lease) as beat:
             buffer: list[tuple[int, int, str]] = []
             written = 0
@@ -118,7 +120,7 @@ def run_job(
             )
             flush()
             if matcher is not None:
-                found = _search(analysis, matcher)
+                found = _search(analysis, matcher, matcher.model.version)
                 store.succeed(job.job_id, owner, analysis.info.metadata(), analysis.persons, found)
             else:
                 store.succeed(job.job_id, owner, analysis.info.metadata())
@@ -143,10 +145,10 @@ def run_job(
             matcher.close()
 
 
-def _search(analysis: Analysis, matcher: CollectionMatcher) -> dict[int, list[dict]]:
-    """FaceMatches of each person: one collection search per Person Index."""
+def _search(analysis: Analysis, matcher: CollectionMatcher, model_version: str) -> dict[int, list[dict]]:
+    """FaceMatches of each person (vectors of face model `model_version`): one search per Person Index."""
     vectors = person_vectors(analysis.tracks, analysis.persons)
-    return {index: matcher.matches(vector) for index, vector in vectors.items()}
+    return {index: matcher.matches(vector, model_version) for index, vector in vectors.items()}
 
 
 class Worker:

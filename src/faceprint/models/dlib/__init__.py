@@ -55,10 +55,17 @@ class DlibModel(FaceModel):
         ok = default_path().is_file() and cohort_path().is_file()
         return Calibration("calibrated" if ok else "uncalibrated", str(default_path()), str(cohort_path()))
 
+    def calibration_files(self):
+        from faceprint.calibration import default_path
+
+        return default_path(), default_path().with_name("cohort.npz")
+
     def scorer(self):
         from faceprint.scoring import default_scorer
 
-        return default_scorer()
+        scorer = default_scorer()
+        scorer.check(self.version, self.dim)  # a table or cohort of another model is refused
+        return scorer
 
 
 __all__ = ["CHIP_PADDING", "CHIP_SIZE", "D50_MAP", "DESCRIPTOR", "NAME", "Descriptor", "DlibModel"]
