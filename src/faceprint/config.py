@@ -36,6 +36,12 @@ def default_model() -> str:
     return os.environ.get("FACEPRINT_MODEL", "").strip() or "dlib"
 
 
+def keep_chips() -> bool:
+    """Whether IndexFaces keeps each face's wide crop for re-embedding (`FACEPRINT_KEEP_CHIPS=1`; the CLI's
+    `index --keep-chips`). Off by default: a crop is a photograph of the face."""
+    return os.environ.get("FACEPRINT_KEEP_CHIPS", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def cohort_file() -> Path | None:
     """A cohort file from `faceprint cohort build` (`FACEPRINT_COHORT`); None: the shipped cohort."""
     env = os.environ.get("FACEPRINT_COHORT")

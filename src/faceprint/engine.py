@@ -53,6 +53,7 @@ class Face:
     points68: np.ndarray = field(repr=False)
     chip: np.ndarray = field(repr=False)  # 150x150 RGB chip on the 5 points, padding 0.25 (dlib's own)
     geometry: FaceGeometry | None = field(default=None, repr=False)  # what aligners cut views from
+    crop: np.ndarray | None = field(default=None, repr=False)  # the kept wide crop (models/crops.py)
     embedding: np.ndarray | None = field(default=None, repr=False)
     cut_views: Callable[[], np.ndarray] | None = field(default=None, repr=False)  # holds the image until used
     _views: np.ndarray | None = field(default=None, repr=False)

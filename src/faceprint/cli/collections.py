@@ -58,7 +58,7 @@ def _index_event(collection: str, resp: dict | None, error: FaceprintError | Non
     return event("IndexFaces", current_caller(), collection, None, matches, "OK", {"face_ids": face_ids})
 
 
-def _service(home: Path | None, keep_chips: bool = False):  # -> Collections (imported lazily: fast --help)
+def _service(home: Path | None, keep_chips: bool | None = None):  # -> Collections (lazy import: fast --help)
     from faceprint.collections.service import Collections
 
     return Collections(home=home, keep_chips=keep_chips)
@@ -218,6 +218,29 @@ def collections_create(
         )
 
 
+@_command(collections_group, "migrate")
+@click.argument("source")
+@click.argument("target")
+@click.option(
+    "--model", required=True, help="Face model of the new collection (see `faceprint models list`)."
+)
+def collections_migrate(source: str, target: str, model: str, home: Path | None, as_json: bool) -> None:
+    """Re-embed the faces of SOURCE with MODEL into a new collection TARGET, from the crops kept by
+    `faceprint index --keep-chips` (SOURCE is left as it was; users are not carried over)."""
+    from faceprint.collections.migrate import migrate_collection
+
+    resp = migrate_collection(_service(home), source, target, model)
+    if as_json:
+        _print_json(resp)
+        return
+    lost = len(resp["FacesNotFoundInCrop"])
+    _out.print(
+        f"Migrated [bold]{resp['FacesMigrated']}[/] faces of {source} into [bold]{target}[/] (model {model}, "
+        f"FaceModelVersion {resp['FaceModelVersion']})"
+        + (f"; {lost} faces not found again in their crop" if lost else "")
+    )
+
+
 @_command(collections_group, "delete")
 @click.argument("name")
 def collections_delete(name: str, home: Path | None, as_json: bool) -> None:
@@ -309,7 +332,10 @@ class _RateColumn(ProgressColumn):
 @_quality
 @click.option("--attributes", multiple=True, help="DetectionAttributes (DEFAULT or ALL).")
 @click.option(
-    "--keep-chips", is_flag=True, help="Also store each face's aligned 150x150 chip (off: privacy)."
+    "--keep-chips",
+    is_flag=True,
+    help="Also store a wide crop of each face (private), so `collections migrate` can re-embed it with "
+    "another model [default: $FACEPRINT_KEEP_CHIPS, off: privacy].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one IndexFaces response per image (JSON lines).")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None)
@@ -339,7 +365,7 @@ def index_cmd(
     # best and degrades gracefully when another process competes for them (bench/RESULTS.md, ingest).
     prefer_threads(1)
     files = list(image_files(paths))
-    svc = _service(home, keep_chips=keep_chips)
+    svc = _service(home, keep_chips=keep_chips or None)
     svc.describe_collection(CollectionId=name)  # fail fast on a missing collection
     audit = log_for(svc.home)  # the process's one handle (a second one's close would drop its locks)
     indexed, failed, reasons = 0, 0, Counter()

@@ -20,7 +20,6 @@ working without re-indexing.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -61,6 +60,7 @@ from faceprint.errors import (
 from faceprint.files import private_dir
 from faceprint.images import LoadedImage, decode_image_bytes, load_image
 from faceprint.models import FaceModel, get_model, model_for_version
+from faceprint.models.crops import crop_jpeg, wide_crop
 from faceprint.pagination import PaginationTokens
 from faceprint.rekognition import (
     CLIENT_TOKEN_RE,
@@ -214,14 +214,6 @@ def _changes_shape(changes: FaceChanges, done: str, failed: str) -> dict[str, An
     }
 
 
-def _chip_jpeg(chip: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(chip).save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
-
-
 MODEL_TAG = "faceprint:model"  # CreateCollection tag naming the collection's face model
 
 
@@ -266,7 +258,7 @@ class Collections:
         self,
         home: Path | str | None = None,
         engine: FaceEngine | None = None,
-        keep_chips: bool = False,
+        keep_chips: bool | None = None,
         region: str | None = None,
         account_id: str | None = None,
         model: str | None = None,
@@ -276,7 +268,10 @@ class Collections:
         self.home = private_dir(Path(home).expanduser() if home is not None else home_dir())
         self.store: Store = open_store(self.home / "collections", database_url())
         self.indexes = IndexCache(self.store, self.home / "collections" / "index")
-        self.keep_chips = keep_chips
+        from faceprint.config import keep_chips as keep_chips_setting
+
+        # keep each face's wide crop (`FACEPRINT_KEEP_CHIPS` for IndexFaces on the server)
+        self.keep_chips = keep_chips_setting() if keep_chips is None else keep_chips
         self.region = region or os.environ.get("FACEPRINT_REGION", "us-east-1")
         self.account_id = account_id or os.environ.get("FACEPRINT_ACCOUNT_ID", "000000000000")
         self._engine = engine
@@ -542,6 +537,8 @@ class Collections:
         unindexed.sort(key=lambda item: order[id(item[0])])
         for face in kept:
             _ = face.views  # cut the chips now, in the caller's thread, and let go of the image
+            if self.keep_chips:  # a crop any model can re-embed from (`collections migrate`)
+                face.crop = wide_crop(img.pixels, face.box)
         return PreparedIndex(coll.name, external_id, attrs, sha, w, h, kept, unindexed, coll.model_version)
 
     def embed_prepared(self, prepared: Sequence[PreparedIndex]) -> None:
@@ -581,7 +578,7 @@ class Collections:
                         pose=(f.pose.roll, f.pose.yaw, f.pose.pitch),
                         embedding=f.embedding,
                         model_version=p.model_version,
-                        chip=_chip_jpeg(f.chip) if self.keep_chips else None,
+                        chip=crop_jpeg(f.crop) if f.crop is not None else None,
                         cohort=(float(st[0]), float(st[1])) if scorers[p.model_version].normalised else None,
                         cohort_tag=scorers[p.model_version].tag,
                     )
