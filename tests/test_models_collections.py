@@ -221,3 +221,41 @@ def test_migrate_re_embeds_from_kept_crops_and_refuses_without_them(home: Path) 
     assert code == 2 and err.count("\n") == 1 and "4 of 4 faces were indexed without a kept crop" in err
     code, _, err = cli_run("collections", "describe", "mf-dlib")
     assert code == 2 and "ResourceNotFoundException" in err
+
+
+def test_after_calibrate_model_searches_carry_its_own_false_match_rates(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Last in this module: it calibrates mobileface (on the first LFW images, a quick table)."""
+    monkeypatch.setenv("FACEPRINT_ACCURACY_CACHE", str(tmp_path / "cache"))
+    code, out, err = cli_run("calibrate", "--model", "mobileface", "--max-images", "200", "--json")
+    assert code == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    folder = home / "models" / "mobileface"
+    assert summary["model_version"] == "100.1" and summary["output"] == str(folder / "calibration.json")
+    table = json.loads((folder / "calibration.json").read_text())
+    assert table["model_version"] == "100.1" and table["score"]["dim"] == 256
+    code, out, _ = cli_run("models", "describe", "mobileface", "--json")
+    assert json.loads(out)["Calibration"] == "calibrated"
+    with Collections(home) as svc:
+        resp = svc.search_faces_by_image(CollectionId="mf", Image=probe("obama"), FaceMatchThreshold=0)
+        assert "Calibration" not in resp and resp["ExpectedFalseMatches"] > 0
+        fmrs = [m["EstimatedFalseMatchRate"] for m in resp["FaceMatches"]]
+        assert all(0 < f <= 1 for f in fmrs) and fmrs == sorted(fmrs)  # best match, lowest FMR
+        assert resp["FaceMatches"][0]["Face"]["ExternalImageId"] == "obama"
+        dl = svc.search_faces_by_image(CollectionId="dl", Image=probe("obama"), FaceMatchThreshold=0)
+        # each collection's FMRs come from its own model's table
+        assert (
+            dl["FaceMatches"][0]["EstimatedFalseMatchRate"]
+            != resp["FaceMatches"][0]["EstimatedFalseMatchRate"]
+        )
+    # a dlib table copied over mobileface's is refused: a table is only used with its own model
+    import shutil
+
+    from faceprint.calibration import default_path
+
+    shutil.copy(default_path(), folder / "calibration.json")
+    code, _, err = cli_run("search", "mf", str(TRAIN / "obama" / "obama2.jpg"))
+    assert code == 2 and "measured on face model '2.0', not '100.1'" in err
+    (folder / "calibration.json").unlink()
+    (folder / "cohort.npz").unlink()
