@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 
-from conftest import DATA, EXAMPLES, KNN
+from conftest import DATA, EXAMPLES, KNN, LFW
 from faceprint.cli import cli
 from faceprint.engine import FaceEngine
 from faceprint.images import load_image
@@ -170,3 +170,31 @@ def test_mobileface_vectors_are_unit_length_and_tell_people_apart(home: Path) ->
     same = min(float(vs[0] @ vs[1]) for vs in vectors.values())
     other = max(float(vectors[a][0] @ vectors[b][0]) for a in people for b in people if a != b)
     assert same > other
+
+
+def test_calibrate_from_a_folder_of_people(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`calibrate --model NAME --data DIR`: one sub-folder per person (here LFW's own layout)."""
+    monkeypatch.setenv("FACEPRINT_ACCURACY_CACHE", str(tmp_path / "cache"))
+    add_mobileface()
+    out = tmp_path / "cal" / "calibration.json"
+    code, stdout, err = run(
+        "calibrate",
+        "--model",
+        "mobileface",
+        "--data",
+        str(LFW),
+        "--max-images",
+        "200",
+        "--output",
+        str(out),
+        "--json",
+    )
+    assert code == 0, err
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["model_version"] == "100.1" and summary["impostor_pairs"] > 0
+    table = json.loads(out.read_text())
+    assert table["model_version"] == "100.1" and "one folder per person" in table["provenance"]["dataset"]
+    code, _, err = run("calibrate", "--model", "mobileface", "--data", str(tmp_path))
+    assert code == 2 and "holds 0 people" in err
