@@ -223,6 +223,26 @@ def test_migrate_re_embeds_from_kept_crops_and_refuses_without_them(home: Path) 
     assert code == 2 and "ResourceNotFoundException" in err
 
 
+def test_stored_video_search_embeds_tracks_with_the_collection_model(home: Path) -> None:
+    from faceprint.video.service import VideoJobs
+    from faceprint.video.worker import Worker
+
+    examples = KNN.parent
+    with Collections(home) as svc:
+        svc.create_collection(CollectionId="ham-mf", Tags={"faceprint:model": "mobileface"})
+        for name in ("lin-manuel-miranda.png", "alex-lacamoire.png", "obama.jpg", "biden.jpg"):
+            svc.index_faces(CollectionId="ham-mf", Image=examples / name, ExternalImageId=name.split(".")[0])
+    clip = DATA / "video" / "face_recognition_short_hamilton_clip.mp4"
+    with VideoJobs(home) as jobs:
+        job = jobs.start_face_search(Video=str(clip), CollectionId="ham-mf", FaceMatchThreshold=35)["JobId"]
+        Worker(home, store=jobs.store).run_once(job)
+        got = jobs.get_face_search(JobId=job, MaxResults=1000)
+    assert got["JobStatus"] == "SUCCEEDED", got.get("StatusMessage")
+    matches = [m for p in got["Persons"] for m in p["FaceMatches"]]
+    assert all(m["Face"]["IndexFacesModelVersion"] == "100.1" and m["Similarity"] >= 35 for m in matches)
+    assert "lin-manuel-miranda" in {m["Face"]["ExternalImageId"] for m in matches}
+
+
 def test_after_calibrate_model_searches_carry_its_own_false_match_rates(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
