@@ -74,7 +74,6 @@ class FaceEngine:
 
     _shared: FaceEngine | None = None
     _shared_lock = threading.RLock()
-    _siblings: dict[str, FaceEngine] = {}  # noqa: RUF012  (engines of other models, by model name)
 
     def __init__(
         self,
@@ -97,6 +96,7 @@ class FaceEngine:
 
             model = DlibModel(embedder, descriptor)
         self.model: FaceModel = get_model(model) if isinstance(model, str) else model
+        self._siblings: dict[str, FaceEngine] = {}  # engines of other models on this detector, by name
         # The embedder (ONNX session creation, ~0.15 s) loads in a thread while this one reads the
         # landmark models (~0.6 s): start-up pays the longer of the two, not their sum.
         self.model.start_loading()
