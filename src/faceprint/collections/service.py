@@ -48,7 +48,8 @@ from faceprint.collections.port import (
 )
 from faceprint.collections.quality import check_quality_filter, unindexed_reasons
 from faceprint.collections.store import open_store
-from faceprint.config import ImageLimits, database_url, home_dir
+from faceprint.config import ImageLimits, database_url, default_model, home_dir
+from faceprint.config import keep_chips as keep_chips_setting
 from faceprint.engine import MAX_FACES, Face, FaceEngine
 from faceprint.errors import (
     FaceprintError,
@@ -268,15 +269,11 @@ class Collections:
         self.home = private_dir(Path(home).expanduser() if home is not None else home_dir())
         self.store: Store = open_store(self.home / "collections", database_url())
         self.indexes = IndexCache(self.store, self.home / "collections" / "index")
-        from faceprint.config import keep_chips as keep_chips_setting
-
         # keep each face's wide crop (`FACEPRINT_KEEP_CHIPS` for IndexFaces on the server)
         self.keep_chips = keep_chips_setting() if keep_chips is None else keep_chips
         self.region = region or os.environ.get("FACEPRINT_REGION", "us-east-1")
         self.account_id = account_id or os.environ.get("FACEPRINT_ACCOUNT_ID", "000000000000")
         self._engine = engine
-        from faceprint.config import default_model
-
         self.default_model = engine.model.name if engine is not None else (model or default_model())
         self._tokens = PaginationTokens(self.store.token_key())
         self._index_group = GroupRunner(self._index_batch, max_items=INDEX_GROUP_IMAGES)
