@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 
-from faceprint.errors import InvalidParameterError, ResourceNotFoundError
+from faceprint.errors import ResourceNotFoundError
 from faceprint.models.base import Calibration, FaceGeometry, FaceModel, unit_rows
 
 DEFAULT_MODEL = "dlib"
@@ -151,15 +151,6 @@ def model_for_version(version: str) -> FaceModel:
     raise ModelNotFoundError(f"no face model of FaceModelVersion {version} in this installation")
 
 
-def check_model_name(name: str) -> str:
-    """`name` if it names a usable model, else InvalidParameterError."""
-    try:
-        get_model(name)
-    except ResourceNotFoundError as exc:
-        raise InvalidParameterError(exc.message) from None
-    return name
-
-
 def forget(name: str) -> None:
     """Drop a cached model (after `models remove`)."""
     with _lock:
@@ -176,7 +167,6 @@ __all__ = [
     "FaceModel",
     "ModelNotFoundError",
     "catalogue",
-    "check_model_name",
     "get_model",
     "list_models",
     "model_for_version",
