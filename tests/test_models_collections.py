@@ -4,6 +4,7 @@ model's collection answers a clear error and keeps its faces; the `faceprint:mod
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -279,3 +280,21 @@ def test_after_calibrate_model_searches_carry_its_own_false_match_rates(
     assert code == 2 and "measured on face model '2.0', not '100.1'" in err
     (folder / "calibration.json").unlink()
     (folder / "cohort.npz").unlink()
+
+
+def test_indexfaces_keeps_the_wide_crop_when_the_server_setting_is_on(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    monkeypatch.setenv("FACEPRINT_KEEP_CHIPS", "1")
+    with Collections(home) as svc:
+        svc.create_collection(CollectionId="crops")
+        image = TRAIN / "obama" / "obama.jpg"
+        face = svc.index_faces(CollectionId="crops", Image={"Bytes": image.read_bytes()})["FaceRecords"][0]
+        jpeg = svc.face_chip(CollectionId="crops", FaceId=face["Face"]["FaceId"])
+    crop = Image.open(io.BytesIO(jpeg))
+    assert crop.width == crop.height and 100 <= crop.width <= 400
+    again = FaceEngine.shared().detect(jpeg)  # the face is found again in the crop, centred, whole
+    assert len(again) == 1 and abs(again[0].box.center[0] - crop.width / 2) < crop.width / 10
+    assert again[0].box.width < crop.width / 2
