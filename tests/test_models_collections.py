@@ -270,6 +270,34 @@ def test_after_calibrate_model_searches_carry_its_own_false_match_rates(
             dl["FaceMatches"][0]["EstimatedFalseMatchRate"]
             != resp["FaceMatches"][0]["EstimatedFalseMatchRate"]
         )
+    # the same through the CLI and through boto3 against a server
+    code, out, err = cli_run(
+        "search", "mf", str(TRAIN / "obama" / "obama2.jpg"), "--threshold", "0", "--json"
+    )
+    assert code == 0, err
+    cli_best = json.loads(out)["FaceMatches"][0]
+    assert cli_best["Face"]["ExternalImageId"] == "obama" and 0 < cli_best["EstimatedFalseMatchRate"] < 1
+    from faceprint.server.launcher import start_server
+
+    made = CliRunner().invoke(cli, ["keys", "create", "--name", "t2", "--json"], catch_exceptions=False)
+    key = json.loads(made.stdout)["AccessKey"]
+    server = start_server(home)
+    try:
+        client = boto3.client(
+            "rekognition",
+            endpoint_url=server.url,
+            region_name="us-east-1",
+            aws_access_key_id=key["AccessKeyId"],
+            aws_secret_access_key=key["SecretAccessKey"],
+        )
+        wire = client.search_faces_by_image(CollectionId="mf", Image=probe("obama"), FaceMatchThreshold=0)
+        assert wire["FaceModelVersion"] == "100.1"
+        assert wire["FaceMatches"][0]["Face"]["ExternalImageId"] == "obama"
+        assert wire["FaceMatches"][0]["Similarity"] == pytest.approx(
+            resp["FaceMatches"][0]["Similarity"], abs=1e-3
+        )
+    finally:
+        server.stop()
     # a dlib table copied over mobileface's is refused: a table is only used with its own model
     import shutil
 
