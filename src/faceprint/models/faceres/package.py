@@ -14,6 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from faceprint.errors import FaceprintError
+
 NPM_PACKAGE = "@vladmandic/human@3.3.6"
 NPM_PACKAGE_LICENSE = "MIT"
 FACERES_FILES = {  # file name -> sha256, as published in @vladmandic/human 3.3.6
@@ -23,7 +25,7 @@ FACERES_FILES = {  # file name -> sha256, as published in @vladmandic/human 3.3.
 NPM_TIMEOUT_S = 600
 
 
-class PackageError(RuntimeError):
+class PackageError(FaceprintError):
     """npm is missing or failed, or the package's files are not the expected ones (a one-line message)."""
 
 
