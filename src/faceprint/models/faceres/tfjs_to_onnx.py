@@ -110,12 +110,18 @@ def decode_weights(manifest: list[dict[str, Any]], read_shard: Any) -> dict[str,
                 raise TfjsFormatError(f"weight {name}: dtype {spec['dtype']} is not supported")
             count = int(np.prod(shape, dtype=np.int64))
             quant = spec.get("quantization")
-            stored = _QUANTISED.get(quant["dtype"]) if quant else np.dtype(_DTYPES[spec["dtype"]]).newbyteorder("<")
+            stored = (
+                _QUANTISED.get(quant["dtype"])
+                if quant
+                else np.dtype(_DTYPES[spec["dtype"]]).newbyteorder("<")
+            )
             if stored is None:
                 raise TfjsFormatError(f"weight {name}: quantisation {quant} is not supported")
             end = pos + count * stored.itemsize
             if end > len(data):
-                raise TfjsFormatError(f"weight {name} runs past the end of its shards ({end} > {len(data)} bytes)")
+                raise TfjsFormatError(
+                    f"weight {name} runs past the end of its shards ({end} > {len(data)} bytes)"
+                )
             raw = np.frombuffer(data[pos:end], dtype=stored)
             pos = end
             if quant and quant["dtype"] != "float16":  # affine: value = q * scale + min
@@ -124,7 +130,9 @@ def decode_weights(manifest: list[dict[str, Any]], read_shard: Any) -> dict[str,
                 values = raw
             weights[name] = values.astype(_DTYPES[spec["dtype"]]).reshape(shape)
         if pos != len(data):
-            raise TfjsFormatError(f"{len(data) - pos} bytes of {group['paths']} are not described by the manifest")
+            raise TfjsFormatError(
+                f"{len(data) - pos} bytes of {group['paths']} are not described by the manifest"
+            )
     return weights
 
 
@@ -179,7 +187,7 @@ def needed_nodes(graph: TfjsGraph, output: str) -> list[TfNode]:
 
 @dataclass
 class _Value:
-    """A translated tensor: its ONNX name, rank, whether it is an NCHW activation, and its value if constant."""
+    """A translated tensor: ONNX name, rank, whether it is an NCHW activation, and its value if constant."""
 
     name: str
     rank: int
@@ -340,7 +348,10 @@ def _translate(b: _Builder, node: TfNode) -> _Value | None:
 
 
 def build_onnx(
-    graph: TfjsGraph, output: str = DEFAULT_OUTPUT, graph_name: str = "tfjs", props: dict[str, str] | None = None
+    graph: TfjsGraph,
+    output: str = DEFAULT_OUTPUT,
+    graph_name: str = "tfjs",
+    props: dict[str, str] | None = None,
 ) -> onnx.ModelProto:
     """The ONNX model computing `output` of `graph` from its placeholders, under the same names."""
     import onnx
@@ -419,10 +430,14 @@ def convert(model_json: Path, out_path: Path, output: str = DEFAULT_OUTPUT, name
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Convert a TF.js graph model to ONNX (no TensorFlow needed).")
+    parser = argparse.ArgumentParser(
+        description="Convert a TF.js graph model to ONNX (no TensorFlow needed)."
+    )
     parser.add_argument("model_json", type=Path, help="the TF.js model.json (its weight shards beside it)")
     parser.add_argument("out", type=Path, help="where to write the .onnx file")
-    parser.add_argument("--output", default=DEFAULT_OUTPUT, help=f"graph node to export (default {DEFAULT_OUTPUT})")
+    parser.add_argument(
+        "--output", default=DEFAULT_OUTPUT, help=f"graph node to export (default {DEFAULT_OUTPUT})"
+    )
     args = parser.parse_args(argv)
     try:
         convert(args.model_json, args.out, args.output)
