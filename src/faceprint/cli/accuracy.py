@@ -158,15 +158,30 @@ def eval_lfw_command(
     "--bootstrap", type=click.IntRange(0), default=1000, show_default=True, help="Bootstrap resamples."
 )
 @_engine_options
+@click.option(
+    "--models",
+    "model_list",
+    help="Compare these models (comma-separated) on the same held-out people instead of auditing one.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as one JSON object (last line).")
 @_accuracy_errors
 def audit_command(
-    out: Path, limit: int | None, bootstrap: int, detector: str, embedder: str, model: str, as_json: bool
+    out: Path,
+    limit: int | None,
+    bootstrap: int,
+    detector: str,
+    embedder: str,
+    model: str,
+    model_list: str | None,
+    as_json: bool,
 ) -> None:
     """Demographic audit: verification by gender and race, Congress-vs-LFW search, detection by group."""
     from faceprint.accuracy.audit import FACEPRINT, REKOGNITION, run_audit
 
     console = Console(stderr=True)
+    if model_list:
+        _compare_models(out, detector, [m.strip() for m in model_list.split(",") if m.strip()], as_json)
+        return
     r = run_audit(
         _engine(detector, embedder, model),
         out,
@@ -289,6 +304,14 @@ def calibrate_command(
 
     console = Console(stderr=True)
     engine = _engine(detector, embedder, model)
+    if hasattr(engine.model, "calibrate"):  # the ensemble fits its fusion from its calibrated parts
+        fitted = engine.model.calibrate(engine, _command_line(), console)
+        if as_json:
+            _json_line(fitted)
+        else:
+            Console().print(f"fused table written to {fitted['output']}, weight {fitted['weight']:g}")
+            Console().print(fitted["heldout_tar"])
+        return
     summary = run_calibration(
         engine,
         output or engine.model.calibration_files()[0],
@@ -311,6 +334,37 @@ def calibrate_command(
     t.add_row("1:N default, N = 10,000", f"{summary['search_threshold_n_10000']:g}")
     t.add_row("tail extrapolated from Similarity", f"{summary['tail']['from']:g}")
     Console().print(t)
+
+
+def _compare_models(out: Path, detector: str, names: list[str], as_json: bool) -> None:
+    """`audit --models`: the side-by-side report, written to OUT/models.json and printed."""
+    from faceprint.accuracy.compare_models import compare
+    from faceprint.errors import InvalidParameterError
+
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise InvalidParameterError("--models takes two or more different model names, comma-separated")
+    report = compare(_engine(detector, "auto"), names, Console(stderr=True))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "models.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    if as_json:
+        _json_line(report)
+        return
+    t = Table(
+        title=f"models on {report['heldout_people']:,} held-out people ({report['heldout_images']:,} images)"
+    )
+    t.add_column("")
+    for name in names:
+        t.add_column(name, justify="right")
+    for key in report["tar_at_fmr"][names[0]]:
+        t.add_row(f"TAR at FMR {key}", *(f"{100 * report['tar_at_fmr'][n][key]:.1f}%" for n in names))
+    for g in ("female", "male"):
+        rows = [report["by_gender_at_default"][n][g] for n in names]
+        t.add_row(f"{g}: FMR / FNMR at default", *(f"{r['fmr']:.2g} / {100 * r['fnmr']:.2f}%" for r in rows))
+    congress = [report["congress_vs_lfw"][n] for n in names]
+    t.add_row("Congress: members falsely matched", *(str(c["members_falsely_matched"]) for c in congress))
+    t.add_row("Congress: LFW mates found", *(f"{c['mates_found']} of {c['mates']}" for c in congress))
+    Console().print(t)
+    click.echo(f"report: {out / 'models.json'}")
 
 
 def register(group: click.Group) -> None:

@@ -133,6 +133,51 @@ class EnsembleModel(FaceModel):
             return Calibration("calibrated", str(self.table_path), " + ".join(str(c.cohort) for c in parts))
         return Calibration("uncalibrated")
 
+    def calibrate(self, engine, command: str, console=None) -> dict:
+        """Fit the fusion weight and the fused table on LFW's calibration folds (both parts must be
+        calibrated: their cohorts normalise the parts); write the table; report held-out TARs."""
+        from faceprint.accuracy import folds, lfw
+        from faceprint.accuracy.embeddings import DETECTED, embed_dataset
+        from faceprint.errors import InvalidParameterError
+        from faceprint.models.ensemble import fusion
+
+        for part in self.parts:
+            if not part.calibration().calibrated:
+                raise InvalidParameterError(
+                    f"calibrate {part.name} first (`faceprint calibrate --model {part.name}`): the ensemble "
+                    "normalises each part with its own cohort"
+                )
+        images = lfw.read_images()
+        sets = [
+            embed_dataset(
+                engine.with_model(part),
+                "lfw",
+                lfw.lfw_root(),
+                images.paths,
+                "central",
+                fallback=True,
+                console=console,
+            )
+            for part in self.parts
+        ]
+        usable = (sets[0].status == DETECTED) & (sets[1].status == DETECTED)
+        ids = images.identity_ids()
+        scorers = [part.scorer() for part in self.parts]
+        parts = [
+            fusion.PartSet(p.name, es.vectors, sc.cohort, sc.top_k)
+            for p, es, sc in zip(self.parts, sets, scorers, strict=True)
+        ]
+        result = fusion.fit_and_evaluate(parts[0], parts[1], images.persons, usable, ids)
+        calib = folds.in_role(images.persons, "calibration") & usable
+        doc = fusion.fused_table(result, parts[0], parts[1], ids[calib], self.version, command)
+        fusion.write_table(doc, self.table_path)
+        from faceprint import calibration, scoring
+
+        calibration.table.cache_clear()
+        scoring.clear_cache()
+        result.pop("_calibration_pairs")
+        return {"output": str(self.table_path), "model_version": self.version, **result}
+
     def fusion_weight(self) -> float:
         """dlib's weight in the fused score: the calibrated one, else DEFAULT_WEIGHT."""
         if self.table_path.is_file():

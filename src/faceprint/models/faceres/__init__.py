@@ -116,6 +116,9 @@ class FaceresModel(FaceModel):
     def cohort_path(self) -> Path:
         return self.folder / "cohort.npz"
 
+    def calibration_files(self) -> tuple[Path, Path]:
+        return self.table_path, self.cohort_path
+
     def calibration(self) -> Calibration:
         if self.table_path.is_file() and self.cohort_path.is_file():
             return Calibration("calibrated", str(self.table_path), str(self.cohort_path))
