@@ -305,7 +305,14 @@ def calibrate_command(
     console = Console(stderr=True)
     engine = _engine(detector, embedder, model)
     if hasattr(engine.model, "calibrate"):  # the ensemble fits its fusion from its calibrated parts
-        fitted = engine.model.calibrate(engine, _command_line(), console)
+        if cohort_file is not None or data is not None:
+            from faceprint.errors import InvalidParameterError
+
+            raise InvalidParameterError(
+                "the ensemble is calibrated from its calibrated parts on LFW: --cohort and --data do not"
+                " apply"
+            )
+        fitted = engine.model.calibrate(engine, _command_line(), console, max_images)
         if as_json:
             _json_line(fitted)
         else:

@@ -133,7 +133,7 @@ class EnsembleModel(FaceModel):
             return Calibration("calibrated", str(self.table_path), " + ".join(str(c.cohort) for c in parts))
         return Calibration("uncalibrated")
 
-    def calibrate(self, engine, command: str, console=None) -> dict:
+    def calibrate(self, engine, command: str, console=None, max_images: int | None = None) -> dict:
         """Fit the fusion weight and the fused table on LFW's calibration folds (both parts must be
         calibrated: their cohorts normalise the parts); write the table; report held-out TARs."""
         from faceprint.accuracy import folds, lfw
@@ -148,6 +148,10 @@ class EnsembleModel(FaceModel):
                     "normalises each part with its own cohort"
                 )
         images = lfw.read_images()
+        if max_images:  # a quick table on the first images (tests); reported figures use all of LFW
+            images = lfw.LfwImages(
+                images.paths[:max_images], images.persons[:max_images], images.genders[:max_images]
+            )
         sets = [
             embed_dataset(
                 engine.with_model(part),
