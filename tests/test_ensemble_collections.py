@@ -119,3 +119,25 @@ def test_boto3_indexes_and_searches_an_ensemble_collection(home: Path) -> None:
         assert by_id["FaceMatches"] and all(m["Face"]["FaceId"] != face_id for m in by_id["FaceMatches"])
     finally:
         server.stop()
+
+
+def test_audit_compares_models_on_the_same_people(home: Path, tmp_path: Path) -> None:
+    """A quick subset run (first 200 LFW images, 20 Congress members): one report, every model."""
+    names = ["dlib", "faceres", "dlib+faceres"]
+    code, out, err = cli_run(
+        "audit", "--models", ",".join(names), "--limit", "200", "--out", str(tmp_path), "--json"
+    )
+    assert code == 0, err
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report == json.loads((tmp_path / "models.json").read_text())
+    assert report["models"] == names and report["heldout_people"] > 10
+    for name in names:
+        tar = report["tar_at_fmr"][name]
+        assert set(tar) == {"1e-04", "1e-05", "1e-06"} and all(0 < v <= 1 for v in tar.values())
+        genders = report["by_gender_at_default"][name]
+        assert genders["threshold"] > 50 and {"female", "male"} <= set(genders)
+        assert 0 <= genders["male"]["fmr"] <= 1 and 0 <= genders["male"]["fnmr"] <= 1
+        congress = report["congress_vs_lfw"][name]
+        assert congress["members_searched"] > 10 and congress["gallery_size"] > 150
+    code, _, err = cli_run("audit", "--models", "dlib")
+    assert code == 2 and "two or more different model names" in err

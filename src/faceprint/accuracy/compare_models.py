@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from faceprint.accuracy import folds, lfw
-from faceprint.accuracy.embeddings import DETECTED, embed_dataset
+from faceprint.accuracy.embeddings import DETECTED, NO_FACE, EmbeddedSet, embed_dataset
 from faceprint.accuracy.normalised import AllPairs, all_pairs, tar_at_fmr
 from faceprint.errors import InvalidParameterError
 from faceprint.scoring import cohort_stats, s_norm, unit
@@ -97,12 +97,35 @@ def _gender_rates(pairs: AllPairs, ids: np.ndarray, person_gender: np.ndarray, z
     return out
 
 
-def _congress(engine, scorer, gallery: np.ndarray, gallery_persons: np.ndarray, console) -> dict:
+def embedded(engine, model, dataset: str, root, keys, policy: str, fallback: bool = False, console=None):
+    """`embed_dataset` with `model`; an ensemble's rows are joined from its parts' (cached) sets, so
+    comparing it costs no embedding of its own."""
+    parts = getattr(model, "parts", None)
+    if parts is None:
+        return embed_dataset(
+            engine.with_model(model), dataset, root, keys, policy, fallback=fallback, console=console
+        )
+    from faceprint.models.ensemble import join
+
+    a, b = (embedded(engine, p, dataset, root, keys, policy, fallback, console) for p in parts)
+    both = a.status == b.status
+    return EmbeddedSet(
+        a.keys,
+        np.where(both, a.status, NO_FACE).astype(np.int8),
+        a.boxes,
+        a.n_faces,
+        join(a.vectors, b.vectors),
+    )
+
+
+def _congress(
+    engine, model, scorer, gallery: np.ndarray, gallery_persons: np.ndarray, console, limit
+) -> dict:
     from faceprint.accuracy import congress as cg
 
-    members = cg.read_members()
-    portraits = embed_dataset(
-        engine, "congress", cg.congress_root(), [m.photo for m in members], policy="largest", console=console
+    members = cg.read_members()[:limit] if limit else cg.read_members()
+    portraits = embedded(
+        engine, model, "congress", cg.congress_root(), [m.photo for m in members], "largest", console=console
     )
     ok = portraits.status == DETECTED
     probes = [m for m, k in zip(members, ok, strict=True) if k]
@@ -126,8 +149,9 @@ def _congress(engine, scorer, gallery: np.ndarray, gallery_persons: np.ndarray, 
     }
 
 
-def compare(engine, names: list[str], console=None) -> dict:
-    """The side-by-side report of models `names` (see the module docstring)."""
+def compare(engine, names: list[str], console=None, limit: int | None = None) -> dict:
+    """The side-by-side report of models `names` (see the module docstring); `limit`: only the first N
+    LFW images and Congress members (a quick subset run)."""
     from faceprint.models import get_model
 
     t0 = time.perf_counter()
@@ -141,16 +165,10 @@ def compare(engine, names: list[str], console=None) -> dict:
             )
         scorers[m.name] = sc
     images = lfw.read_images()
+    if limit:
+        images = lfw.LfwImages(images.paths[:limit], images.persons[:limit], images.genders[:limit])
     sets = {
-        m.name: embed_dataset(
-            engine.with_model(m),
-            "lfw",
-            lfw.lfw_root(),
-            images.paths,
-            "central",
-            fallback=True,
-            console=console,
-        )
+        m.name: embedded(engine, m, "lfw", lfw.lfw_root(), images.paths, "central", True, console)
         for m in models
     }
     detected = np.logical_and.reduce([es.status == DETECTED for es in sets.values()])
@@ -184,8 +202,9 @@ def compare(engine, names: list[str], console=None) -> dict:
         del pairs
         persons = np.array([p for p, k in zip(images.persons, detected, strict=True) if k])
         report["congress_vs_lfw"][m.name] = _congress(
-            engine.with_model(m), sc, es.vectors[detected], persons, console
+            engine, m, sc, es.vectors[detected], persons, console, limit
         )
+    report["limit"] = limit
     report["pairs"] = "all pairs of held-out people's images detected by every model"
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report

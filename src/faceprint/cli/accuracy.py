@@ -180,7 +180,8 @@ def audit_command(
 
     console = Console(stderr=True)
     if model_list:
-        _compare_models(out, detector, [m.strip() for m in model_list.split(",") if m.strip()], as_json)
+        names = [m.strip() for m in model_list.split(",") if m.strip()]
+        _compare_models(out, detector, names, as_json, limit)
         return
     r = run_audit(
         _engine(detector, embedder, model),
@@ -343,14 +344,14 @@ def calibrate_command(
     Console().print(t)
 
 
-def _compare_models(out: Path, detector: str, names: list[str], as_json: bool) -> None:
+def _compare_models(out: Path, detector: str, names: list[str], as_json: bool, limit: int | None) -> None:
     """`audit --models`: the side-by-side report, written to OUT/models.json and printed."""
     from faceprint.accuracy.compare_models import compare
     from faceprint.errors import InvalidParameterError
 
     if len(names) < 2 or len(set(names)) != len(names):
         raise InvalidParameterError("--models takes two or more different model names, comma-separated")
-    report = compare(_engine(detector, "auto"), names, Console(stderr=True))
+    report = compare(_engine(detector, "auto"), names, Console(stderr=True), limit)
     out.mkdir(parents=True, exist_ok=True)
     (out / "models.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
     if as_json:
