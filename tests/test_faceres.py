@@ -112,3 +112,27 @@ def test_install_without_npm_says_so_in_one_line(tmp_path: Path, monkeypatch: py
     assert result.output.strip().count("\n") == 0
     assert "npm is not installed" in result.output
     assert not (tmp_path / "home" / "models" / "faceres").exists()
+
+
+def test_remove_faceres_then_its_collections_say_why(tmp_path: Path) -> None:
+    """Uninstalling faceres keeps a faceres collection's faces; it answers a clear error until reinstalled."""
+    from faceprint.collections.service import Collections
+    from faceprint.errors import FaceprintError
+    from faceprint.models import forget
+
+    home = tmp_path / "home"
+    os.environ["FACEPRINT_HOME"] = str(home)
+    assert CliRunner().invoke(cli, ["models", "install", "faceres"]).exit_code == 0
+    with Collections(home) as svc:
+        svc.create_collection(CollectionId="fr", Tags={"faceprint:model": "faceres"})
+        svc.index_faces(CollectionId="fr", Image={"Bytes": PHOTOS[0].read_bytes()})
+    removed = CliRunner().invoke(cli, ["models", "remove", "faceres", "--json"])
+    assert removed.exit_code == 0, removed.output
+    assert not (home / "models" / "faceres").exists()
+    with Collections(home) as svc:
+        assert len(svc.list_faces(CollectionId="fr")["Faces"]) == 1  # nothing lost
+        with pytest.raises(FaceprintError) as err:
+            svc.search_faces_by_image(CollectionId="fr", Image={"Bytes": PHOTOS[1].read_bytes()})
+        assert "faceres" in err.value.message and "install" in err.value.message
+    forget("faceres")
+    forget("dlib+faceres")

@@ -146,8 +146,14 @@ def remove_command(name: str, home: Path | None, as_json: bool) -> None:
     from faceprint.models import forget, onnx_file
 
     _home(home)
-    model = onnx_file.load(name)
-    folder = onnx_file.remove(name)
+    if name == "faceres":  # the installed model (its collections keep their faces; reinstall brings it back)
+        from faceprint.models import faceres
+
+        model, folder = faceres.load(), faceres.uninstall()
+        forget("dlib+faceres")
+    else:
+        model = onnx_file.load(name)
+        folder = onnx_file.remove(name)
     forget(name)
     record_local(home_dir(), "RemoveFaceModel")
     out = {"Name": name, "FaceModelVersion": model.version if model else None, "Removed": str(folder)}
