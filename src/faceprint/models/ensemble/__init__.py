@@ -116,6 +116,11 @@ class EnsembleModel(FaceModel):
             part.start_loading()
         super().start_loading()
 
+    @property
+    def passes(self) -> int:
+        """Network passes per face: both parts'."""
+        return sum(p.passes for p in self.parts)
+
     def describe(self, views: np.ndarray) -> np.ndarray:
         a, b = self.aligner.unpack(views)  # type: ignore[attr-defined]
         return join(self.parts[0].describe(a), self.parts[1].describe(b))
