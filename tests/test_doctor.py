@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from faceprint.doctor import ERROR, NOT_CONFIGURED, OK, WARNING, run_checks
-from faceprint.embedders.dlib_to_onnx import MODEL_NAME, ensure_onnx_model
+from faceprint.embedders.dlib_to_onnx import MODEL_FILE, ensure_onnx_model
 from faceprint.server.launcher import free_port
 
 
@@ -38,7 +38,7 @@ def deployment(tmp_path: Path) -> tuple[Path, Path]:
     home, cache = tmp_path / "home", tmp_path / "cache"
     home.mkdir(mode=0o700)
     cache.mkdir()
-    shutil.copy2(ensure_onnx_model(), cache / f"{MODEL_NAME}.onnx")  # a copy of the shared cache's model
+    shutil.copy2(ensure_onnx_model(), cache / MODEL_FILE)  # a copy of the shared cache's model
     subprocess.run(
         [sys.executable, "-m", "faceprint", "keys", "create", "--name", "doctor"],
         env={**os.environ, "FACEPRINT_HOME": str(home)},
@@ -86,7 +86,7 @@ def test_a_healthy_deployment_is_ready(deployment: tuple[Path, Path]) -> None:
 
 def test_read_only_home_and_removed_onnx_cache_get_a_readable_verdict(deployment: tuple[Path, Path]) -> None:
     home, cache = deployment
-    (cache / f"{MODEL_NAME}.onnx").unlink()
+    (cache / MODEL_FILE).unlink()
     with read_only(home, home / "server"):
         text = doctor(home, cache)
         data = doctor(home, cache, "--json")

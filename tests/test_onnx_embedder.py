@@ -15,6 +15,7 @@ from faceprint.embedders import get_embedder
 from faceprint.embedders.base import CHIP_PADDING, CHIP_SIZE
 from faceprint.embedders.dlib_resnet import DlibEmbedder
 from faceprint.embedders.dlib_to_onnx import (
+    MODEL_FILE,
     MODEL_NAME,
     DlibReader,
     default_source,
@@ -100,7 +101,7 @@ def test_parser_reads_the_whole_network() -> None:
 
 
 def test_cached_model_records_source_hash_and_is_regenerated(onnx_embedder, onnx_cache: Path) -> None:
-    path = onnx_cache / f"{MODEL_NAME}.onnx"
+    path = onnx_cache / MODEL_FILE
     assert onnx_embedder.model_path == path
     source_hash = hashlib.sha256(default_source().read_bytes()).hexdigest()
     assert model_props(path)["source_sha256"] == source_hash

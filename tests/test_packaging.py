@@ -29,6 +29,7 @@ from click.testing import CliRunner
 
 from conftest import DATA, EXAMPLES
 from faceprint.cli import cli
+from faceprint.embedders.dlib_to_onnx import MODEL_FILE
 from faceprint.server.launcher import free_port
 from faceprint.weights import blazeface_checksums, blazeface_dir, blazeface_model_path
 
@@ -217,7 +218,7 @@ def test_detect_and_compare(installed: Installed) -> None:
     assert len(same["FaceMatches"]) == 1 and same["FaceMatches"][0]["Similarity"] > 95
     assert other["FaceMatches"] == [] and len(other["UnmatchedFaces"]) == 1
     # the ONNX embedder was generated into the fresh cache from the installed dlib model
-    assert (Path(installed.env["FACEPRINT_CACHE"]) / "dlib_face_recognition_resnet_model_v1.onnx").is_file()
+    assert (Path(installed.env["FACEPRINT_CACHE"]) / MODEL_FILE).is_file()
 
 
 @pytest.mark.slow

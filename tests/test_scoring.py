@@ -212,3 +212,27 @@ def test_cohort_build_cli(tmp_path: Path) -> None:
     custom.check("2.0", 128)
     a, b = (FaceEngine.shared().embed_image(_lfw("Tony_Blair", n)) for n in (1, 2))
     assert custom.pair(a, b) > 50
+
+
+def test_congress_gallery_faces_of_cohort_people_are_scored_without_their_person(
+    scorer: scoring.Scorer, vectors: dict
+) -> None:
+    """The all-LFW gallery of the Congress search holds the shipped cohort's own faces (real LFW vectors):
+    each gets statistics against the cohort without its person, the way a deployment's gallery (never in
+    the cohort) has them; faces of people outside the cohort keep the scorer's statistics."""
+    from faceprint.accuracy.congress import gallery_stats
+
+    cohort = scorer.cohort.unit_vectors
+    keys = sorted(vectors)
+    gallery = scoring.unit(np.stack([vectors[k] for k in keys]))
+    persons = np.array([k.split("/")[0] for k in keys])
+    in_cohort = (gallery @ cohort.T).max(axis=1) >= 0.99999
+    assert 0 < in_cohort.sum() < len(keys)  # these photos include cohort faces and faces outside it
+    got, naive = gallery_stats(scorer, gallery, persons), scorer.stats(gallery)
+    for i in np.flatnonzero(in_cohort):
+        own = ((gallery[persons == persons[i]] @ cohort.T) >= 0.99999).any(axis=0)
+        want = scoring.cohort_stats(gallery[i : i + 1], cohort[~own], scorer.top_k, cohort_is_unit=True)
+        assert np.allclose(got[i], want[0], atol=1e-6)
+        assert got[i, 1] < naive[i, 1]  # finding itself in the cohort inflated its standard deviation
+    outside = ~np.isin(persons, persons[in_cohort])
+    assert outside.any() and np.array_equal(got[outside], naive[outside])

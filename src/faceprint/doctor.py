@@ -164,9 +164,9 @@ def check_calibration() -> Check:
 
 def check_onnx_cache(cache: Path) -> Check:
     """The ONNX conversion of dlib's ResNet in the cache: present and made from the installed model."""
-    from faceprint.embedders.dlib_to_onnx import CONVERTER_VERSION, MODEL_NAME, default_source, model_props
+    from faceprint.embedders.dlib_to_onnx import CONVERTER_VERSION, MODEL_FILE, default_source, model_props
 
-    path = cache / f"{MODEL_NAME}.onnx"
+    path = cache / MODEL_FILE
     generate = f"python -m faceprint.embedders.dlib_to_onnx {path}"
     props = model_props(path)
     if props:

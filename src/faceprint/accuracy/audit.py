@@ -381,7 +381,7 @@ def _identification(engine, images: lfw.LfwImages, es, scorers: dict, console, l
     mates_by_member = cg.lfw_mates(members, set(images.persons))
     t_search = scorer.default_search_threshold(n_gallery)
     thresholds = {REKOGNITION: sim.REKOGNITION_DEFAULT_THRESHOLD, FACEPRINT: t_search}
-    gallery_stats = scorer.stats(gallery)
+    gallery_stats = cg.gallery_stats(scorer, gallery, gallery_persons)  # the cohort's people left out
 
     probe_ok = portraits.status == DETECTED
     probes = [m for m, ok in zip(members, probe_ok, strict=True) if ok]
@@ -391,7 +391,14 @@ def _identification(engine, images: lfw.LfwImages, es, scorers: dict, console, l
     probe_vectors = portraits.vectors[probe_ok]
     by_scorer = {}
     for name, sc in scorers.items():
-        r = cg.search(probe_vectors, gallery, mates, sc, sc.stats(probe_vectors), sc.stats(gallery))
+        r = cg.search(
+            probe_vectors,
+            gallery,
+            mates,
+            sc,
+            sc.stats(probe_vectors),
+            cg.gallery_stats(sc, gallery, gallery_persons),
+        )
         at = r.at(sc.default_search_threshold(n_gallery))
         has = at["has_mate"]
         by_scorer[name] = {

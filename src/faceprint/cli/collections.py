@@ -359,11 +359,11 @@ def index_cmd(
     weights.preload_landmarks()  # overlaps the imports below and the embedder's load
     from faceprint.audit import log_for
     from faceprint.collections.ingest import Indexer
-    from faceprint.embedders.onnx_resnet import prefer_threads
+    from faceprint.threads import prefer_one_thread_per_call
 
-    # The indexer runs an embedder call per worker thread at once: one intra-op thread each uses the CPUs
-    # best and degrades gracefully when another process competes for them (bench/RESULTS.md, ingest).
-    prefer_threads(1)
+    # The indexer runs a detection and an embedder call per worker thread at once: one native thread each
+    # uses the CPUs best and degrades gracefully when another process competes for them (bench/RESULTS.md).
+    prefer_one_thread_per_call()
     files = list(image_files(paths))
     svc = _service(home, keep_chips=keep_chips or None)
     svc.describe_collection(CollectionId=name)  # fail fast on a missing collection
