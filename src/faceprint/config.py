@@ -120,3 +120,51 @@ class Settings:
     home: Path = field(default_factory=home_dir)
     data: Path = field(default_factory=data_dir)
     limits: ImageLimits = field(default_factory=ImageLimits.from_env)
+
+
+VECTOR_BACKENDS = ("faiss", "milvus")
+
+
+def vector_backend() -> str:
+    """Where collections keep their vectors (`FACEPRINT_VECTOR_BACKEND`): `faiss` (default: an in-process
+    index cached under the home folder) or `milvus` (a Milvus server shared by every node)."""
+    name = os.environ.get("FACEPRINT_VECTOR_BACKEND", "faiss").strip().lower()
+    if name not in VECTOR_BACKENDS:
+        raise ValueError(f"FACEPRINT_VECTOR_BACKEND must be faiss or milvus, not {name!r}")
+    return name
+
+
+MILVUS_INDEX_TYPES = ("IVF_PQ", "HNSW", "IVF_FLAT", "FLAT")
+
+
+@dataclass(frozen=True)
+class MilvusSettings:
+    """The Milvus vector backend (`FACEPRINT_VECTOR_BACKEND=milvus`).
+
+    uri: `FACEPRINT_MILVUS_URI`, a server (`http://host:19530`) or, without a server, a milvus-lite file
+      (default `<home>/milvus.db`; milvus-lite is one process's local file, never shared by nodes).
+    prefix: `FACEPRINT_MILVUS_PREFIX`, the start of every Milvus collection name (default `faceprint`):
+      deployments sharing one Milvus server use different prefixes.
+    index_type: `FACEPRINT_MILVUS_INDEX`, the ANN index of new Milvus collections (default IVF_PQ, chosen on
+      bench/cluster.py's numbers; milvus-lite files always use FLAT, the only type it builds honestly).
+    timeout: `FACEPRINT_MILVUS_TIMEOUT`, seconds one Milvus call may take before the request fails.
+    """
+
+    uri: str
+    prefix: str = "faceprint"
+    index_type: str = "IVF_PQ"
+    timeout: float = 5.0
+
+    @classmethod
+    def from_env(cls, home: Path | None = None) -> MilvusSettings:
+        uri = os.environ.get("FACEPRINT_MILVUS_URI") or str((home or home_dir()) / "milvus.db")
+        prefix = os.environ.get("FACEPRINT_MILVUS_PREFIX", cls.prefix).strip()
+        if not prefix or not prefix.replace("_", "a").isalnum() or not prefix[0].isalpha():
+            raise ValueError(f"FACEPRINT_MILVUS_PREFIX must be letters, digits and _, not {prefix!r}")
+        index_type = os.environ.get("FACEPRINT_MILVUS_INDEX", cls.index_type).strip().upper()
+        if index_type not in MILVUS_INDEX_TYPES:
+            raise ValueError(f"FACEPRINT_MILVUS_INDEX must be one of {', '.join(MILVUS_INDEX_TYPES)}")
+        timeout = float(os.environ.get("FACEPRINT_MILVUS_TIMEOUT", cls.timeout))
+        if not timeout > 0:
+            raise ValueError("FACEPRINT_MILVUS_TIMEOUT must be a positive number of seconds")
+        return cls(uri=uri, prefix=prefix, index_type=index_type, timeout=timeout)
