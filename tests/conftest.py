@@ -62,3 +62,25 @@ def postgres() -> Iterator[object]:
 
     with postgres_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def milvus() -> Iterator[object]:
+    """A real Milvus standalone server for the session (tests/milvus_server.py): started once (~45 s),
+    always stopped (SIGKILL of its process group after a short grace)."""
+    from milvus_server import milvus_server
+
+    with milvus_server() as server:
+        yield server
+
+
+@pytest.fixture
+def milvus_home(milvus: object, home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home whose collections keep their vectors in the session's Milvus server, under a prefix of its
+    own (every test's store numbers its collections from 1)."""
+    import uuid
+
+    monkeypatch.setenv("FACEPRINT_VECTOR_BACKEND", "milvus")
+    monkeypatch.setenv("FACEPRINT_MILVUS_URI", milvus.uri)  # type: ignore[attr-defined]
+    monkeypatch.setenv("FACEPRINT_MILVUS_PREFIX", f"t{uuid.uuid4().hex[:12]}")
+    return home

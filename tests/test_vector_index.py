@@ -245,33 +245,3 @@ def test_concurrent_searches_never_see_removed_faces(faces: Faces) -> None:
     for t in threads:
         t.join()
     assert not errors and len(index) == 2 * PEOPLE - len(gone) + 3
-
-
-def test_milvus_backend_matches_flat(faces: Faces, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from faceprint.collections.milvus_index import MilvusIndex
-
-    monkeypatch.setenv("FACEPRINT_VECTOR_BACKEND", "milvus")
-    monkeypatch.setenv("FACEPRINT_MILVUS_URI", str(tmp_path / "milvus.db"))
-    index = open_index(None, 128)
-    assert isinstance(index, MilvusIndex) and isinstance(index, VectorIndex)
-    index.add(faces.ids, faces.gallery)
-    exact = flat(faces)
-    d0, i0 = exact.search(faces.queries, 5)
-    d1, i1 = index.search(faces.queries, 5)
-    np.testing.assert_array_equal(i1[:, 0], i0[:, 0])
-    np.testing.assert_allclose(d1, d0, rtol=1e-5)
-    gone = i0[:, 0]
-    index.remove(gone)
-    assert len(index) == 2 * PEOPLE - len(np.unique(gone))
-    assert not np.isin(index.search(faces.queries, 10)[1], gone).any()
-    kept = ~np.isin(faces.ids, gone)
-    with pytest.raises(ValueError, match="already"):
-        index.add(faces.ids[kept][:1], faces.gallery[kept][:1])
-    index.save(tmp_path / "c9-1.index")
-    again = load_index(tmp_path / "c9-1.index")
-    assert isinstance(again, MilvusIndex) and len(again) == len(index)
-    np.testing.assert_array_equal(again.search(faces.queries, 3)[1], index.search(faces.queries, 3)[1])
-    (tmp_path / "bad.index").write_bytes(b"FPMILVUS1\n{not json")
-    with pytest.raises(IndexFileError):
-        load_index(tmp_path / "bad.index")
-    index.drop()

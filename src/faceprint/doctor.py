@@ -335,7 +335,7 @@ def check_postgresql() -> Check:
 
 def check_milvus(home: Path) -> Check:
     """`FACEPRINT_MILVUS_URI` or `FACEPRINT_VECTOR_BACKEND=milvus`: the client is there, Milvus answers."""
-    from faceprint.collections.vector_index import backend
+    from faceprint.config import vector_backend as backend
 
     try:
         name = backend()

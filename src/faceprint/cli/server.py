@@ -178,7 +178,7 @@ def home_problem(home: Path) -> str | None:
 def check_vector_backend() -> None:
     """Refuse to start, in one line, when the configured vector backend cannot load (e.g. Milvus without
     the 'cluster' extra raises MissingExtraError) instead of failing on the first request."""
-    from faceprint.collections.vector_index import backend
+    from faceprint.config import vector_backend as backend
 
     try:
         name = backend()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +51,11 @@ class IndexCache:
         self._lock = threading.RLock()
         self._save_failed = False  # logged once
 
-    def search(self, collection_id: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(L2 distances ascending, vector ids) of the `k` nearest faces, -1 ids for padding."""
+    def search(
+        self, collection_id: int, queries: np.ndarray, k: int, model: str = ""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(L2 distances ascending, vector ids) of the `k` nearest faces, -1 ids for padding (`model`
+        names the Milvus backend's collection; one FAISS index serves a collection here)."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         index = self.sync(collection_id).index  # the index itself is safe for parallel searches
         if index is None or len(index) == 0 or k <= 0:
@@ -75,6 +79,9 @@ class IndexCache:
             if entry.pending >= self.persist_every:
                 self._persist(collection_id, entry)
             return entry
+
+    def written(self, collection_id: int, model: str = "", undo: Callable[[], None] | None = None) -> None:
+        """Nothing to do before a write is acknowledged: this cache replays the log at the next search."""
 
     def flush(self) -> None:
         """Persist every index that has changes not yet on disk."""

@@ -271,7 +271,9 @@ class MilvusVectors:
 
         def create(c: Any) -> None:
             params = c.prepare_index_params()
-            params.add_index(field_name="vector", index_type=kind, metric_type="L2", params=INDEX_PARAMS[kind])
+            params.add_index(
+                field_name="vector", index_type=kind, metric_type="L2", params=INDEX_PARAMS[kind]
+            )
             try:
                 c.create_collection(
                     name,
@@ -339,4 +341,3 @@ def _connect(settings: MilvusSettings) -> Any:
 def _reason(exc: BaseException) -> str:
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     return str(message).splitlines()[0][:200]
-

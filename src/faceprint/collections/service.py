@@ -28,7 +28,7 @@ import unicodedata
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,7 +48,14 @@ from faceprint.collections.port import (
 )
 from faceprint.collections.quality import check_quality_filter, unindexed_reasons
 from faceprint.collections.store import open_store
-from faceprint.config import ImageLimits, database_url, default_model, home_dir
+from faceprint.config import (
+    ImageLimits,
+    MilvusSettings,
+    database_url,
+    default_model,
+    home_dir,
+    vector_backend,
+)
 from faceprint.config import keep_chips as keep_chips_setting
 from faceprint.engine import MAX_FACES, Face, FaceEngine
 from faceprint.errors import (
@@ -74,6 +81,9 @@ from faceprint.rekognition import (
     face_detail,
     validate_attributes,
 )
+
+if TYPE_CHECKING:
+    from faceprint.collections.milvus_index import MilvusVectors
 
 TAG_CHARS = set("_.:/=+-@")
 
@@ -252,6 +262,12 @@ def _error_rate_members(threshold: float, coll: Collection, scorer: scoring.Scor
     return members
 
 
+def _milvus_vectors(store: Store, home: Path) -> MilvusVectors:
+    from faceprint.collections.milvus_index import MilvusVectors
+
+    return MilvusVectors(store, MilvusSettings.from_env(home))
+
+
 class Collections:
     """The collection operations over one home folder (`$FACEPRINT_HOME` unless `home` is given)."""
 
@@ -268,7 +284,11 @@ class Collections:
         the engine's when an engine is given)."""
         self.home = private_dir(Path(home).expanduser() if home is not None else home_dir())
         self.store: Store = open_store(self.home / "collections", database_url())
-        self.indexes = IndexCache(self.store, self.home / "collections" / "index")
+        self.indexes: IndexCache | MilvusVectors = (
+            _milvus_vectors(self.store, self.home)
+            if vector_backend() == "milvus"
+            else IndexCache(self.store, self.home / "collections" / "index")
+        )
         # keep each face's wide crop (`FACEPRINT_KEEP_CHIPS` for IndexFaces on the server)
         self.keep_chips = keep_chips_setting() if keep_chips is None else keep_chips
         self.region = region or os.environ.get("FACEPRINT_REGION", "us-east-1")
@@ -585,6 +605,7 @@ class Collections:
             for p, p_stats in zip(prepared, stats, strict=True)
         ]
         stored = self.store.add_images(items, MAX_COLLECTION_FACES)
+        self._vectors_written(items, stored)
         out: list[dict | FaceprintError] = []
         for p, rows in zip(prepared, stored, strict=True):
             if isinstance(rows, FaceprintError):
@@ -608,6 +629,32 @@ class Collections:
                 }
             )
         return out
+
+    def _vectors_written(
+        self, items: list[ImageFaces], stored: list[list[FaceRecord] | FaceprintError]
+    ) -> None:
+        """Have the vector index take the faces just stored before they are acknowledged. A collection whose
+        index cannot (Milvus down) gets its new faces taken out of the store again, and each of its images
+        the index's error in place of its result (`stored` is updated in place)."""
+        for name in dict.fromkeys(item.collection for item in items):
+            places = [i for i, item in enumerate(items) if item.collection == name]
+            if all(isinstance(stored[i], FaceprintError) for i in places):
+                continue
+            new = {f.face_id for i in places for f in items[i].faces}
+            added = [
+                r.face_id for i in places if not isinstance(stored[i], FaceprintError) for r in stored[i]
+            ]
+            added = [f for f in added if f in new]  # not the faces already stored from the same image
+            try:
+                coll = self.store.collection(name)
+                self.indexes.written(
+                    coll.id,
+                    coll.model_version,
+                    undo=lambda name=name, added=added: added and self.store.delete_faces(name, added),
+                )
+            except FaceprintError as exc:
+                for i in places:
+                    stored[i] = exc
 
     def _index_batch(self, prepared: list[PreparedIndex]) -> list[dict | FaceprintError]:
         self.embed_prepared(prepared)
@@ -653,6 +700,9 @@ class Collections:
         name = _pattern(CollectionId, COLLECTION_ID_RE, "CollectionId")
         face_ids = _face_ids(FaceIds, "FaceIds", MAX_FACE_ID_LIST)
         changes = self.store.delete_faces(name, face_ids)
+        if changes.done:
+            coll = self.store.collection(name)
+            self.indexes.written(coll.id, coll.model_version)  # final in the store; Milvus may catch up later
         out: dict[str, Any] = {"DeletedFaces": changes.done} if changes.done else {}  # the list has min 1
         return {**out, "UnsuccessfulFaceDeletions": [refused_shape(r) for r in changes.refused]}
 
@@ -693,7 +743,7 @@ class Collections:
         scorer = self._scorer_for(coll)
         vector = self._check_vector(coll, vector, None)
         k = max(SHORTLIST, 2 * max_faces) + (exclude is not None)
-        _, ids = self.indexes.search(coll.id, vector, k)
+        _, ids = self.indexes.search(coll.id, vector, k, model=coll.model_version)
         rows = [int(i) for i in ids[0] if i >= 0 and i != exclude]
         found = list(self.store.faces_by_row(coll.id, rows, embeddings=True).values())
         if not found:

@@ -24,7 +24,6 @@ import contextlib
 import ctypes
 import json
 import math
-import os
 import threading
 import zlib
 from collections.abc import Iterator
@@ -602,37 +601,17 @@ def _read(fh: BinaryIO) -> FaissIndex:
 
 
 def load_index(path: Path) -> VectorIndex:
-    """Load a saved index (a FAISS index file or a Milvus pointer file).
-
-    Raises FileNotFoundError if `path` is missing and IndexFileError if it is corrupt."""
+    """Load a saved FAISS index. Raises FileNotFoundError if `path` is missing and IndexFileError if it is
+    corrupt (including the pointer files older releases wrote for Milvus, which is no longer cached here)."""
     with open(path, "rb", buffering=1 << 20) as fh:
-        if fh.peek(16).startswith(b"FPMILVUS"):
-            from faceprint.collections.milvus_index import MilvusIndex
-
-            return MilvusIndex.from_pointer(fh.read(1 << 16))
         return _read(fh)
 
 
-def backend() -> str:
-    """Vector index backend for new indexes: `FACEPRINT_VECTOR_BACKEND`, `faiss` (default) or `milvus`."""
-    name = os.environ.get("FACEPRINT_VECTOR_BACKEND", "faiss").strip().lower()
-    if name not in ("faiss", "milvus"):
-        raise ValueError(f"FACEPRINT_VECTOR_BACKEND must be faiss or milvus, not {name!r}")
-    return name
-
-
 def open_index(path: Path | None, dim: int) -> VectorIndex:
-    """The index saved at `path` if that file exists (its dim must match), else a new empty one of the
-    configured backend (Milvus at `FACEPRINT_MILVUS_URI`, default `<home>/milvus.db`, a milvus-lite file)."""
+    """The index saved at `path` if that file exists (its dim must match), else a new empty one."""
     if path is not None and Path(path).is_file():
         index = load_index(Path(path))
         if index.dim != dim:
             raise IndexFileError(f"{path} holds {index.dim}-D vectors, expected {dim}")
         return index
-    if backend() == "milvus":
-        from faceprint.collections.milvus_index import MilvusIndex
-        from faceprint.config import home_dir
-
-        uri = os.environ.get("FACEPRINT_MILVUS_URI") or str(home_dir() / "milvus.db")
-        return MilvusIndex(dim, uri)
     return FaissIndex(dim)
