@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -299,6 +300,8 @@ def main() -> None:
                     "FACEPRINT_MILVUS_PREFIX": f"bench{nodes}",
                     "FACEPRINT_ONNX_THREADS": "1",
                 }
+                upgrade = [sys.executable, "-m", "faceprint", "db", "upgrade"]
+                subprocess.run(upgrade, env={**os.environ, **env}, capture_output=True, check=True)
                 rows.append(ingest(nodes, images, args.clients, env, [milvus_pid, pg_pid]))
             result["ingest"] = rows
             result["ingest_ratio_2_to_1_nodes"] = round(rows[1]["faces_per_s"] / rows[0]["faces_per_s"], 2)

@@ -636,6 +636,8 @@ class Collections:
         """Have the vector index take the faces just stored before they are acknowledged. A collection whose
         index cannot (Milvus down) gets its new faces taken out of the store again, and each of its images
         the index's error in place of its result (`stored` is updated in place)."""
+        if isinstance(self.indexes, IndexCache):  # a per-node cache: it replays the log at its next search
+            return
         for name in dict.fromkeys(item.collection for item in items):
             places = [i for i, item in enumerate(items) if item.collection == name]
             if all(isinstance(stored[i], FaceprintError) for i in places):
