@@ -8,12 +8,13 @@ Ingest: N LFW images through real boto3 (SigV4) IndexFaces, `--clients` threads 
 per setup: faces/s, and CPU seconds per face of every process involved (nodes, PostgreSQL, Milvus): this
 machine has 2 cores, so 2 nodes share them and faces/s cannot double; CPU s/face says what a node costs.
 
-Search: `--n` vectors (real LFW dlib descriptors as the true mates plus bench/search.py's synthetic
-distractors) in one Milvus collection with faceprint's index parameters (milvus_index.INDEX_PARAMS,
-SEARCH_PARAMS), and the same vectors in faceprint's in-process FaissIndex. Single queries (other real images
-of the mates' people), one at a time: Milvus' SHORTLIST re-ranked exactly (as the service re-ranks it) vs
-FaissIndex top-10; p50/p99 ms and mate_recall_at_1 (the true mate ranked first), plus the share of queries
-whose mate is in Milvus' shortlist, and the latency under Strong vs Bounded consistency (what Strong costs).
+Search: `--n` unit vectors in one Milvus collection with faceprint's index parameters
+(milvus_index.INDEX_PARAMS, SEARCH_PARAMS), and the same vectors in faceprint's in-process FaissIndex.
+The true mates are real LFW model-2.0 vectors from the accuracy cache (people outside the cohort), the rest
+bench/search.py's synthetic distractors fitted on them. Single queries (other real images of the mates'
+people), one at a time: Milvus' SHORTLIST re-ranked exactly (as the service re-ranks it) vs FaissIndex
+top-10; p50/p99 ms and mate_recall_at_1 (the true mate ranked first), the share of queries whose mate is
+in Milvus' shortlist, and the latency under Strong vs Bounded consistency (what Strong costs).
 `--compare-n` also builds HNSW on that many vectors beside IVF_PQ (the choice of index type).
 
     flock /tmp/fp-heavy.lock .venv/bin/python bench/cluster.py [--images 120] [--n 1000000] [--json]
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,11 +39,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the test servers: pg_server, milvus_server
 
-from _lfw_embeddings import lfw_embeddings  # noqa: E402
+from _lfw_embeddings import model_lfw_embeddings  # noqa: E402
 from faceprint.collections.milvus_index import CONSISTENCY, INDEX_PARAMS, SEARCH_PARAMS  # noqa: E402
 from faceprint.collections.service import SHORTLIST  # noqa: E402
 from faceprint.collections.vector_index import FaissIndex  # noqa: E402
 from faceprint.config import data_dir  # noqa: E402
+from faceprint.engine import unit_rows  # noqa: E402
 from faceprint.server.launcher import start_server  # noqa: E402
 from milvus_server import milvus_server  # noqa: E402
 from pg_server import postgres_server  # noqa: E402
@@ -153,8 +156,8 @@ def ingest(
 def search_bench(uri: str, n: int, queries_n: int, seed: int, compare_n: int) -> dict:
     from pymilvus import DataType, MilvusClient
 
-    emb = lfw_embeddings()
-    vectors, labels = emb.vectors.astype(np.float32), emb.labels
+    emb = model_lfw_embeddings()  # the vectors the service stores (model 2.0, unit length), non-cohort people
+    vectors, labels = unit_rows(emb.vectors).astype(np.float32), emb.labels
     model = DistractorModel.fit(vectors, labels)
     first = np.r_[True, labels[1:] != labels[:-1]]
     second = np.r_[False, first[:-1]] & ~first
@@ -166,7 +169,7 @@ def search_bench(uri: str, n: int, queries_n: int, seed: int, compare_n: int) ->
     everything[: len(mates)] = mates
     pos = len(mates)
     for block in distractors(model, n - len(mates), 1 << 18, seed):
-        everything[pos : pos + len(block)] = block
+        everything[pos : pos + len(block)] = unit_rows(block)
         pos += len(block)
     ids = np.arange(n, dtype=np.int64)
     client = MilvusClient(uri=uri, timeout=120)
@@ -281,6 +284,7 @@ def main() -> None:
     ap.add_argument("--skip-ingest", action="store_true")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     result: dict[str, Any] = {"benchmark": "cluster", "load_before": os.getloadavg()[0]}
     with postgres_server() as pg, milvus_server() as mv:
         milvus_pid = mv.proc.pid if mv.proc else 0
