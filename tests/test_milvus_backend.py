@@ -98,8 +98,16 @@ def test_vectors_live_in_milvus_and_search_like_faiss(milvus_home: Path, tmp_pat
     assert other.delete_faces(CollectionId="people", FaceIds=[gone])["DeletedFaces"] == [gone]
     assert svc.indexes.count(coll.id, coll.model_version) == len(PEOPLE) - 1  # applied in Milvus
     assert gone not in [f for f, _ in _search(svc, PEOPLE[0])]
+    meta = f"{os.environ['FACEPRINT_MILVUS_PREFIX']}_meta"  # the shared watermark: the log applied so far
+
+    def mark() -> list[dict]:
+        return client.query(
+            meta, filter=f'name == "{name}"', output_fields=["seq"], consistency_level="Strong"
+        )
+
+    assert mark()[0]["seq"] == svc.store.collection("people").last_seq
     svc.delete_collection(CollectionId="people")
-    assert name not in client.list_collections()
+    assert name not in client.list_collections() and not mark()
     local.close()
     other.close()
     svc.close()

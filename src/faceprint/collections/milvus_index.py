@@ -168,6 +168,13 @@ class MilvusVectors:
                 if name.startswith(prefix):
                     self._call("drop", lambda c, n=name: c.drop_collection(n, timeout=self.settings.timeout))
                     self._ready.discard(name)
+            if self._exists(self.meta):
+                self._call(
+                    "watermark",
+                    lambda c: c.delete(
+                        self.meta, filter=f'name like "{prefix}%"', timeout=self.settings.timeout
+                    ),
+                )
         self._checked.pop(collection_id, None)
         self._dirty.discard(collection_id)
 
