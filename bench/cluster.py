@@ -15,7 +15,9 @@ bench/search.py's synthetic distractors fitted on them. Single queries (other re
 people), one at a time: Milvus' SHORTLIST re-ranked exactly (as the service re-ranks it) vs FaissIndex
 top-10; p50/p99 ms and mate_recall_at_1 (the true mate ranked first), the share of queries whose mate is
 in Milvus' shortlist, and the latency under Strong vs Bounded consistency (what Strong costs).
-`--compare-n` also builds HNSW on that many vectors beside IVF_PQ (the choice of index type).
+`--ticks` first measures what Strong costs (vs Bounded) at each Milvus `proxy.timeTickInterval`: a Strong
+search waits for the server's next time tick. The main run uses `--tick-ms` (20, as docs/deployment.md
+advises). `--compare-n` also builds HNSW on that many vectors beside IVF_PQ (the choice of index type).
 
     flock /tmp/fp-heavy.lock .venv/bin/python bench/cluster.py [--images 120] [--n 1000000] [--json]
 """
@@ -273,6 +275,42 @@ def search_bench(uri: str, n: int, queries_n: int, seed: int, compare_n: int) ->
     return out
 
 
+def tick_costs(ticks: list[int], n: int = 2000, queries: int = 100) -> list[dict]:
+    """What Strong consistency costs per Milvus time-tick setting: single top-10 searches on a small FLAT
+    collection at Strong and at Bounded, one server per setting (started one after the other)."""
+    from pymilvus import DataType, MilvusClient
+
+    rng = np.random.default_rng(1)
+    x = unit_rows(rng.standard_normal((n, 128)).astype(np.float32))
+    rows = []
+    for tick in ticks:
+        with milvus_server(extra=(f"proxy.timeTickInterval={tick}",)) as mv:
+            client = MilvusClient(uri=mv.uri, timeout=60)
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("id", DataType.INT64, is_primary=True)
+            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=128)
+            params = client.prepare_index_params()
+            params.add_index(field_name="vector", index_type="FLAT", metric_type="L2", params={})
+            client.create_collection(
+                "tick", schema=schema, index_params=params, consistency_level=CONSISTENCY
+            )
+            client.insert("tick", [{"id": i, "vector": v} for i, v in enumerate(x.tolist())])
+            row: dict[str, Any] = {"time_tick_ms": tick}
+            for level in ("Strong", "Bounded"):
+                times = []
+                for q in x[: queries + 10]:
+                    t0 = time.perf_counter()
+                    client.search("tick", data=[q.tolist()], limit=K, consistency_level=level)
+                    times.append(time.perf_counter() - t0)
+                p50, p99 = percentiles_ms(times[10:])
+                row[f"{level.lower()}_p50_ms"], row[f"{level.lower()}_p99_ms"] = round(p50, 2), round(p99, 2)
+            row["strong_cost_p50_ms"] = round(row["strong_p50_ms"] - row["bounded_p50_ms"], 2)
+            log(f"time tick {tick} ms: {row}")
+            rows.append(row)
+            client.close()
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=120, help="LFW images indexed per ingest setup")
@@ -282,11 +320,24 @@ def main() -> None:
     ap.add_argument("--compare-n", type=int, default=0, help="also build IVF_PQ and HNSW on this many")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--skip-ingest", action="store_true")
+    ap.add_argument(
+        "--ticks", default="200,20", help="time-tick settings whose Strong cost is measured first"
+    )
+    ap.add_argument(
+        "--tick-ms",
+        type=int,
+        default=20,
+        help="Milvus proxy.timeTickInterval (docs/deployment.md; 200 by default)",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     result: dict[str, Any] = {"benchmark": "cluster", "load_before": os.getloadavg()[0]}
-    with postgres_server() as pg, milvus_server() as mv:
+    if args.ticks:
+        result["strong_cost_by_time_tick"] = tick_costs([int(t) for t in args.ticks.split(",")])
+    result["milvus_time_tick_ms"] = args.tick_ms
+    tick = (f"proxy.timeTickInterval={args.tick_ms}",)
+    with postgres_server() as pg, milvus_server(extra=tick) as mv:
         milvus_pid = mv.proc.pid if mv.proc else 0
         pg_pid = int((pg.data / "postmaster.pid").read_text().split()[0])
         if not args.skip_ingest:
