@@ -152,6 +152,7 @@ class MilvusVectors:
         except VectorIndexUnavailableError:
             if undo is None:
                 log.warning("Milvus is unavailable: collection #%s catches up later", collection_id)
+                self._dirty.add(collection_id)
                 return
             try:
                 undo()
