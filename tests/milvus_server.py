@@ -26,7 +26,7 @@ ETCD_PORTS = (2379, 2380)
 # Strong searches wait for the server's next time tick: 200 ms by default, 20 ms as docs/deployment.md advises
 TIME_TICK = ("proxy.timeTickInterval=20",)
 LOCK = Path("/tmp/faceprint-milvus.lock")
-START_TIMEOUT = 240.0  # seconds; ~45 s on an idle 2-core machine, more under load
+START_TIMEOUT = 150.0  # seconds per attempt; 15-45 s on this 2-core machine, more under load
 
 
 class MilvusMissing(RuntimeError):
@@ -67,8 +67,18 @@ class MilvusServer:
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        """Start and wait until a client can create and search a collection; raises after START_TIMEOUT."""
+    def start(self, attempts: int = 2) -> None:
+        """Start and wait until a client answers; a start that hangs (seen now and then after a SIGKILL,
+        on the same data) is killed and tried once more."""
+        for attempt in range(attempts):
+            try:
+                self._start_once()
+                return
+            except RuntimeError:
+                if attempt == attempts - 1:
+                    raise
+
+    def _start_once(self) -> None:
         deadline = time.monotonic() + 30
         while not all(_port_free(p) for p in ETCD_PORTS):  # the previous server's ports are released
             if time.monotonic() > deadline:
