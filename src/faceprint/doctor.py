@@ -8,7 +8,6 @@ store and the audit log tightens their modes, as every faceprint command does.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sqlite3
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from faceprint import config
 from faceprint.extras import INSTALL, available
+from faceprint.files import sha256_file
 
 OK, WARNING, ERROR, NOT_CONFIGURED = "ok", "warning", "error", "not configured"
 DLIB_MODELS = (
@@ -106,12 +106,6 @@ def run_checks() -> Report:
 
 
 # --- models -------------------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_models() -> Check:
@@ -128,7 +122,7 @@ def check_models() -> Check:
         path = blazeface_dir() / name
         if not path.is_file():
             problems.append(f"{path} is missing")
-        elif _sha256(path) != digest:
+        elif sha256_file(path) != digest:
             problems.append(f"{path} does not match its sha256 in SHA256SUMS")
     for module in ("dlib", "onnxruntime", "ai_edge_litert"):
         if not available(module):
@@ -170,7 +164,7 @@ def check_onnx_cache(cache: Path) -> Check:
     generate = f"python -m faceprint.embedders.dlib_to_onnx {path}"
     props = model_props(path)
     if props:
-        stale = props.get("source_sha256") != _sha256(default_source()) or (
+        stale = props.get("source_sha256") != sha256_file(default_source()) or (
             props.get("converter_version") != CONVERTER_VERSION
         )
         if not stale:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from faceprint import config
-from faceprint.files import write_atomically
+from faceprint.files import sha256_file, write_atomically
 
 if TYPE_CHECKING:  # `onnx` itself is imported only to convert: loading a converted model never needs it
     import onnx
@@ -441,14 +441,6 @@ def default_source() -> Path:
     return dlib_model_path(MODEL_NAME)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def convert(dat_path: Path, out_path: Path) -> Path:
     """Convert `dat_path` into `out_path` (written atomically) and return `out_path`."""
     data = dat_path.read_bytes()
@@ -494,7 +486,7 @@ def ensure_onnx_model(dat_path: Path | None = None, cache: Path | None = None) -
                 return out
         except (OSError, ValueError):
             pass
-        want = {"source_sha256": _sha256(dat_path), "converter_version": CONVERTER_VERSION}
+        want = {"source_sha256": sha256_file(dat_path), "converter_version": CONVERTER_VERSION}
         props = model_props(out)
         if not all(props.get(k) == v for k, v in want.items()):
             log.info("converting %s to ONNX at %s", dat_path.name, out)

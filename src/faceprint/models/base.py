@@ -212,3 +212,33 @@ class FaceModel:
             "Installed": True,
             "Description": self.description,
         }
+
+
+class FolderCalibrated(FaceModel):
+    """A model whose calibration table and cohort live in its own folder (`self.folder`), written there by
+    `faceprint calibrate --model NAME`; uncalibrated (false match rates unknown) until both exist."""
+
+    folder: Path
+
+    @property
+    def table_path(self) -> Path:
+        return self.folder / "calibration.json"
+
+    @property
+    def cohort_path(self) -> Path:
+        return self.folder / "cohort.npz"
+
+    def calibration_files(self) -> tuple[Path, Path]:
+        return self.table_path, self.cohort_path
+
+    def calibration(self) -> Calibration:
+        if self.table_path.is_file() and self.cohort_path.is_file():
+            return Calibration("calibrated", str(self.table_path), str(self.cohort_path))
+        return Calibration("uncalibrated")
+
+    def scorer(self) -> Scorer:
+        from faceprint.scoring import model_scorer, uncalibrated_scorer
+
+        if not self.calibration().calibrated:
+            return uncalibrated_scorer(self.version)
+        return model_scorer(str(self.table_path), str(self.cohort_path), self.version)

@@ -26,7 +26,7 @@ import numpy as np
 
 from faceprint.errors import ResourceNotFoundError
 from faceprint.models.aligners import BoxAligner
-from faceprint.models.base import Calibration, FaceModel
+from faceprint.models.base import FolderCalibrated
 from faceprint.models.faceres.package import FACERES_FILES, NPM_PACKAGE, NPM_PACKAGE_LICENSE
 
 NAME = "faceres"
@@ -89,7 +89,7 @@ class FaceresEmbedder:
         return np.concatenate(parts).astype(np.float32, copy=False)
 
 
-class FaceresModel(FaceModel):
+class FaceresModel(FolderCalibrated):
     """faceres as a `FaceModel`: box crop at 224 with 20% margin, mirrored, cosine on 1024-D vectors."""
 
     def __init__(self, where: Path | None = None) -> None:
@@ -107,29 +107,6 @@ class FaceresModel(FaceModel):
             cache_salt=json.dumps({k: info.get(k) for k in ("sha256", "converter_version")}, sort_keys=True),
         )
         self.install_info = info
-
-    @property
-    def table_path(self) -> Path:
-        return self.folder / "calibration.json"
-
-    @property
-    def cohort_path(self) -> Path:
-        return self.folder / "cohort.npz"
-
-    def calibration_files(self) -> tuple[Path, Path]:
-        return self.table_path, self.cohort_path
-
-    def calibration(self) -> Calibration:
-        if self.table_path.is_file() and self.cohort_path.is_file():
-            return Calibration("calibrated", str(self.table_path), str(self.cohort_path))
-        return Calibration("uncalibrated")
-
-    def scorer(self):
-        from faceprint import scoring
-
-        if not self.calibration().calibrated:
-            return scoring.uncalibrated_scorer(self.version)
-        return scoring.model_scorer(str(self.table_path), str(self.cohort_path), self.version)
 
     def info(self) -> dict:
         out = super().info()

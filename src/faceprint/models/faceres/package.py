@@ -6,7 +6,6 @@ Never a download by URL: npm fetches the package (its registry, cache and proxy 
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import tarfile
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faceprint.errors import FaceprintError
+from faceprint.files import sha256_file
 
 NPM_PACKAGE = "@vladmandic/human@3.3.6"
 NPM_PACKAGE_LICENSE = "MIT"
@@ -36,14 +36,6 @@ class PackageError(FaceprintError):
 class FaceresFiles:
     json_path: Path
     bin_path: Path
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_files(folder: Path, expected: dict[str, str] = FACERES_FILES) -> FaceresFiles:

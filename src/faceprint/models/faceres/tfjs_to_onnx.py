@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import json
 import sys
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faceprint.files import write_atomically
+from faceprint.files import sha256_file, write_atomically
 
 if TYPE_CHECKING:  # `onnx` is imported only to convert: running a converted model never needs it
     import onnx
@@ -411,14 +410,6 @@ def build_onnx(
 
 
 # --------------------------------------------------------------------------- files
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def convert(model_json: Path, out_path: Path, output: str = DEFAULT_OUTPUT, name: str = "tfjs") -> Path:

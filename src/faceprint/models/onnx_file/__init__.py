@@ -13,7 +13,6 @@ number is never given again, so a collection of a removed model can never be rea
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -24,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from faceprint.errors import InvalidParameterError, ResourceAlreadyExistsError, ResourceNotFoundError
+from faceprint.files import sha256_file
 from faceprint.models.aligners import TEMPLATES, aligner
-from faceprint.models.base import Calibration, FaceModel
+from faceprint.models.base import FolderCalibrated
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 LAYOUTS = ("nhwc", "nchw")
@@ -76,14 +76,6 @@ def models_dir() -> Path:
 
 def model_dir(name: str) -> Path:
     return models_dir() / name
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class OnnxFileEmbedder:
@@ -166,7 +158,7 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
-class OnnxFileModel(FaceModel):
+class OnnxFileModel(FolderCalibrated):
     """A model from `faceprint models add`: its folder's `model.onnx` run with its `model.json`."""
 
     def __init__(self, folder: Path, spec: OnnxSpec) -> None:
@@ -183,29 +175,6 @@ class OnnxFileModel(FaceModel):
             description=f"ONNX file {spec.source or 'model.onnx'} (sha256 {spec.sha256[:12]}...)",
             cache_salt=json.dumps(spec.to_json() | {"added": 0}, sort_keys=True),
         )
-
-    @property
-    def table_path(self) -> Path:
-        return self.folder / "calibration.json"
-
-    @property
-    def cohort_path(self) -> Path:
-        return self.folder / "cohort.npz"
-
-    def calibration_files(self) -> tuple[Path, Path]:
-        return self.table_path, self.cohort_path
-
-    def calibration(self) -> Calibration:
-        if self.table_path.is_file() and self.cohort_path.is_file():
-            return Calibration("calibrated", str(self.table_path), str(self.cohort_path))
-        return Calibration("uncalibrated")
-
-    def scorer(self):
-        from faceprint.scoring import model_scorer, uncalibrated_scorer
-
-        if not self.calibration().calibrated:
-            return uncalibrated_scorer(self.version)
-        return model_scorer(str(self.table_path), str(self.cohort_path), self.version)
 
     def info(self) -> dict:
         out = super().info()
@@ -334,7 +303,7 @@ def add(
         std=float(std),
         bgr=bool(bgr),
         mirror=bool(mirror),
-        sha256=_sha256(onnx),
+        sha256=sha256_file(onnx),
         added=round(time.time(), 3),
         source=onnx.name,
     )
