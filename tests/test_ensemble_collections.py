@@ -137,6 +137,9 @@ def test_audit_compares_models_on_the_same_people(home: Path, tmp_path: Path) ->
         genders = report["by_gender_at_default"][name]
         assert genders["threshold"] > 50 and {"female", "male"} <= set(genders)
         assert 0 <= genders["male"]["fmr"] <= 1 and 0 <= genders["male"]["fnmr"] <= 1
+        enrolment = report["enrolment"][name]
+        assert enrolment["enrolled"] > 0 and 0 <= enrolment["rank1_found_at_default"] <= enrolment["enrolled"]
+        assert enrolment["rank1_found_at_default"] <= enrolment["rank1_without_threshold"]
         congress = report["congress_vs_lfw"][name]
         assert congress["members_searched"] > 10 and congress["gallery_size"] > 150
     code, _, err = cli_run("audit", "--models", "dlib")

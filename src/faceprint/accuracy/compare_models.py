@@ -6,6 +6,8 @@ compared model detected (detection is shared, so they are the same images):
 - TAR at FMR 1e-4, 1e-5 and 1e-6 over all pairs, in the model's own scoring (S-norm with its cohort; the
   ensemble's fused S-norm);
 - FMR and FNMR by gender (Afifi labels) at the model's default 1:1 threshold (its table's FMR 1e-4);
+- the identification test of the single-model audit: 150 held-out people enrolled with one photo and
+  searched with another, and 100 strangers, at the default 1:N threshold for 150 faces;
 - the Congress-vs-LFW search: the 118th Congress's portraits searched in every LFW image at the model's
   default 1:N threshold for that gallery size (members falsely matched, false matches, LFW mates found).
 
@@ -21,6 +23,7 @@ import numpy as np
 from faceprint.accuracy import folds, lfw
 from faceprint.accuracy.embeddings import DETECTED, NO_FACE, EmbeddedSet, embed_dataset
 from faceprint.accuracy.normalised import AllPairs, all_pairs, tar_at_fmr
+from faceprint.accuracy.scoring_audit import enrolment_result, enrolment_split
 from faceprint.errors import InvalidParameterError
 from faceprint.scoring import cohort_stats, s_norm, unit
 
@@ -118,6 +121,18 @@ def embedded(engine, model, dataset: str, root, keys, policy: str, fallback: boo
     )
 
 
+def _enrolment(scorer, vectors: np.ndarray, persons: list[str]) -> dict:
+    """The single-model audit's identification test (`scoring_audit.enrolment_split`) in this model's
+    own scoring."""
+    gallery, probes, strangers = enrolment_split(persons)
+    threshold = scorer.default_search_threshold(len(gallery))
+    return enrolment_result(
+        threshold,
+        search_similarity(scorer, vectors[probes], vectors[gallery]),
+        search_similarity(scorer, vectors[strangers], vectors[gallery]),
+    )
+
+
 def _congress(
     engine, model, scorer, gallery: np.ndarray, gallery_persons: np.ndarray, console, limit
 ) -> dict:
@@ -186,6 +201,7 @@ def compare(engine, names: list[str], console=None, limit: int | None = None) ->
         "heldout_people": len(np.unique(ids)),
         "tar_at_fmr": {},
         "by_gender_at_default": {},
+        "enrolment": {},
         "congress_vs_lfw": {},
     }
     for m in models:
@@ -201,6 +217,7 @@ def compare(engine, names: list[str], console=None, limit: int | None = None) ->
         }
         del pairs
         persons = np.array([p for p, k in zip(images.persons, detected, strict=True) if k])
+        report["enrolment"][m.name] = _enrolment(sc, es.vectors[detected], list(persons))
         report["congress_vs_lfw"][m.name] = _congress(
             engine, m, sc, es.vectors[detected], persons, console, limit
         )

@@ -62,8 +62,10 @@ def _group_rates(pairs: AllPairs, grp: np.ndarray, persons: np.ndarray, t: float
     return out
 
 
-def _enrolment(scorer: Scorer, x: np.ndarray, stats: np.ndarray | None, persons: list[str]) -> dict:
-    """150 held-out people enrolled with their first photo, searched with their second; 100 others."""
+def enrolment_split(persons: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indexes into `persons` of the identification test: 150 held-out people's first photos (the
+    gallery), their second photos (the probes), and the first photos of 100 other held-out people
+    (strangers, never enrolled). People are taken in an order fixed by a hash of their name."""
     held = folds.in_role(persons, "heldout")
     by_person: dict[str, list[int]] = {}
     for i in np.flatnonzero(held):
@@ -71,9 +73,34 @@ def _enrolment(scorer: Scorer, x: np.ndarray, stats: np.ndarray | None, persons:
     order = sorted(by_person, key=lambda p: hashlib.sha1(f"enrol:{p}".encode()).hexdigest())
     twice = [p for p in order if len(by_person[p]) >= 2][:ENROLLED]
     others = [p for p in order if p not in set(twice)][:STRANGERS]
-    gallery = np.array([by_person[p][0] for p in twice])
-    probes = np.array([by_person[p][1] for p in twice])
-    strangers = np.array([by_person[p][0] for p in others])
+    return (
+        np.array([by_person[p][0] for p in twice]),
+        np.array([by_person[p][1] for p in twice]),
+        np.array([by_person[p][0] for p in others]),
+    )
+
+
+def enrolment_result(threshold: float, mate: np.ndarray, stranger: np.ndarray) -> dict:
+    """The identification test's counts from Similarity matrices (probes x gallery, strangers x gallery),
+    where probe i's mate is gallery face i."""
+    if mate.size == 0:  # a subset run with nobody photographed twice
+        mate, stranger = np.zeros((0, 0), np.float32), np.zeros((len(stranger), 1), np.float32)
+    best = mate.argmax(axis=1)
+    top = mate[np.arange(len(mate)), best]
+    rank1 = (best == np.arange(len(mate))) & (top >= threshold)
+    return {
+        "enrolled": mate.shape[1],
+        "threshold": threshold,
+        "rank1_found_at_default": int(rank1.sum()),
+        "rank1_without_threshold": int((best == np.arange(len(mate))).sum()),
+        "strangers": len(stranger),
+        "strangers_matched_at_default": int((stranger.max(axis=1) >= threshold).sum()),
+    }
+
+
+def _enrolment(scorer: Scorer, x: np.ndarray, stats: np.ndarray | None, persons: list[str]) -> dict:
+    """150 held-out people enrolled with their first photo, searched with their second; 100 others."""
+    gallery, probes, strangers = enrolment_split(persons)
     t = scorer.default_search_threshold(len(gallery))
 
     def scores(rows: np.ndarray) -> np.ndarray:
@@ -89,19 +116,7 @@ def _enrolment(scorer: Scorer, x: np.ndarray, stats: np.ndarray | None, persons:
             ]
         )
 
-    mate = scores(probes)
-    best = mate.argmax(axis=1)
-    top = mate[np.arange(len(probes)), best]
-    rank1 = (best == np.arange(len(probes))) & (top >= t)
-    stranger = scores(strangers).max(axis=1)
-    return {
-        "enrolled": len(gallery),
-        "threshold": t,
-        "rank1_found_at_default": int(rank1.sum()),
-        "rank1_without_threshold": int((best == np.arange(len(probes))).sum()),
-        "strangers": len(strangers),
-        "strangers_matched_at_default": int((stranger >= t).sum()),
-    }
+    return enrolment_result(t, scores(probes), scores(strangers))
 
 
 def compare(

@@ -368,6 +368,15 @@ def _compare_models(out: Path, detector: str, names: list[str], as_json: bool, l
     for g in ("female", "male"):
         rows = [report["by_gender_at_default"][n][g] for n in names]
         t.add_row(f"{g}: FMR / FNMR at default", *(f"{r['fmr']:.2g} / {100 * r['fnmr']:.2f}%" for r in rows))
+    enrolment = [report["enrolment"][n] for n in names]
+    t.add_row(
+        f"{enrolment[0]['enrolled']} enrolled: rank-1 at default",
+        *(f"{e['rank1_found_at_default']} of {e['enrolled']}" for e in enrolment),
+    )
+    t.add_row(
+        f"{enrolment[0]['strangers']} strangers matched",
+        *(str(e["strangers_matched_at_default"]) for e in enrolment),
+    )
     congress = [report["congress_vs_lfw"][n] for n in names]
     t.add_row("Congress: members falsely matched", *(str(c["members_falsely_matched"]) for c in congress))
     t.add_row("Congress: LFW mates found", *(f"{c['mates_found']} of {c['mates']}" for c in congress))
