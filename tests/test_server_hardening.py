@@ -28,12 +28,12 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from conftest import KNN
+from conftest import DATA, KNN
 from faceprint.server.launcher import RunningServer, free_port, start_server
 
 pytestmark = pytest.mark.slow
 TRAIN = KNN / "train"
-VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "video"
+VIDEO = DATA / "video"
 TIMEOUT = 3  # the body and header deadlines of the test server, in seconds
 BUDGET = 4 * 1024 * 1024  # its unauthenticated-body budget
 Key = tuple[str, str]
