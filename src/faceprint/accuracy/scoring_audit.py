@@ -83,13 +83,13 @@ def enrolment_split(persons: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndar
 def enrolment_result(threshold: float, mate: np.ndarray, stranger: np.ndarray) -> dict:
     """The identification test's counts from Similarity matrices (probes x gallery, strangers x gallery),
     where probe i's mate is gallery face i."""
-    if mate.size == 0:  # a subset run with nobody photographed twice
-        mate, stranger = np.zeros((0, 0), np.float32), np.zeros((len(stranger), 1), np.float32)
+    if mate.size == 0:  # a subset run with nobody photographed twice: nobody enrolled, nothing matched
+        mate, stranger = np.zeros((0, 1), np.float32), np.full((len(stranger), 1), -np.inf, np.float32)
     best = mate.argmax(axis=1)
     top = mate[np.arange(len(mate)), best]
     rank1 = (best == np.arange(len(mate))) & (top >= threshold)
     return {
-        "enrolled": mate.shape[1],
+        "enrolled": len(mate),
         "threshold": threshold,
         "rank1_found_at_default": int(rank1.sum()),
         "rank1_without_threshold": int((best == np.arange(len(mate))).sum()),
