@@ -209,7 +209,7 @@ class KeyStore:
 
     def _master_key(self) -> bytes:
         if self._master is None:
-            with self._master_lock():
+            with self._file_lock():
                 if not self.master_path.exists():
                     private_dir(self.master_path.parent)
                     write_atomically(self.master_path, lambda fh: fh.write(secrets.token_bytes(32)))  # 0600
@@ -217,7 +217,8 @@ class KeyStore:
         return self._master
 
     @contextmanager
-    def _master_lock(self) -> Iterator[None]:
+    def _file_lock(self) -> Iterator[None]:
+        """The home's `keys.lock`, held exclusively (key file writes and master key creation)."""
         private_dir(self.folder)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -297,11 +298,5 @@ class KeyStore:
                 finally:
                     self._tx.conn = None
             return
-        private_dir(self.folder)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with self._file_lock():
             yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
