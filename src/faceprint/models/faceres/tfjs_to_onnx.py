@@ -10,8 +10,9 @@ with their bias and ReLU; element-wise arithmetic including `Abs`, so PReLU writ
 `Sum`, `Rsqrt` of an L2 normalisation) and refuses anything else by name. TensorFlow is not needed.
 
 Activations are carried NCHW inside the graph (ONNX's `Conv` layout); the ONNX model keeps the TF.js input
-(e.g. `input_1`, NHWC float32) and output names, so it is a drop-in for the original graph. A `Relu` clipped by
-`Minimum`/`Maximum` (Keras' ReLU6) becomes one `Clip`, which ONNX Runtime fuses into the convolution.
+(e.g. `input_1`, NHWC float32) and output names, so it is a drop-in for the original graph (an activation
+asked for as the output is handed back NHWC). A `Relu` clipped by `Minimum`/`Maximum` (Keras' ReLU6) becomes
+one `Clip`, which ONNX Runtime fuses into the convolution.
 
 Command line: `python -m faceprint.models.faceres.tfjs_to_onnx MODEL.json OUT.onnx [--output NAME]`.
 """
