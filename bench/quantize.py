@@ -8,6 +8,17 @@ L2 distance to the float32 descriptor, against the distance of LFW's same-person
 unit vectors) and the search thresholds' margins.
 
     .venv/bin/python bench/quantize.py [--faces 96] [--repeats 3] [--json]
+
+The shipped int8 model (FaceModelVersion 2.1, `faceprint.embedders.quantized`) is also measured. Two more
+modes:
+
+    .venv/bin/python bench/quantize.py --fit-ranges [--faces 96]  # refit data/dlib_int8_ranges.json
+    .venv/bin/python bench/quantize.py --lfw --json               # issue 13's rule, float vs int8
+
+`--fit-ranges` measures activation ranges on the 12 views and mirrors of `--faces` Congress portraits of
+members who are not LFW people (every 3rd chip). `--lfw` embeds every LFW image with models 2.0 and 2.1
+and reports, for each, TAR at FMR 1e-3..1e-6 over all pairs of all people (raw scores) and the change: the
+rule is a drop of at most 0.5 points at 1e-4 (and `faceprint eval lfw --model dlib-int8` >= 99.2%).
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import onnxruntime as ort
 from faceprint import config
 from faceprint.embedders.dlib_to_onnx import INPUT_NAME, ensure_onnx_model
 from faceprint.embedders.onnx_resnet import session_options
+from faceprint.embedders.quantized import ensure_int8_model
 from faceprint.engine import FaceEngine, unit_rows
 
 
@@ -97,13 +109,72 @@ def describe(session: ort.InferenceSession, views: np.ndarray) -> np.ndarray:
     return unit_rows(vecs.reshape(2, n, cuts, -1).mean(axis=(0, 2)))
 
 
+def fit_shipped_ranges(faces: int) -> None:
+    """Refit the shipped activation ranges on Congress portraits of members who are not LFW people."""
+    from faceprint.accuracy import congress, lfw
+    from faceprint.embedders.quantized import fit_ranges
+
+    data = config.data_dir()
+    members = congress.read_members(data)
+    mates = congress.lfw_mates(members, set(lfw.read_images(data).persons))
+    strangers = [m for m in sorted(members, key=lambda m: m.bioguide) if m.bioguide not in mates]
+    photos = [data / "congress" / m.photo for m in strangers]
+    views = face_views(photos, faces).reshape(-1, 150, 150, 3)
+    chips = np.concatenate([views, views[:, :, ::-1]])[::3].copy()
+    provenance = {
+        "chips": len(chips),
+        "faces": faces,
+        "source": "Congress portraits (US government works) of members not in LFW, in bioguide order: "
+        "model 2.0's 12 views and their mirrors, every 3rd chip",
+        "method": "MinMax, per-channel int8 weights with reduce_range, uint8 activations, QDQ",
+        "command": "bench/quantize.py --fit-ranges",
+    }
+    print(fit_ranges(chips, provenance))
+
+
+def lfw_rule(load: tuple[float, float, float]) -> dict:
+    """TAR at FMR 1e-3..1e-6 on all LFW pairs (raw scores), models 2.0 and 2.1, and the change."""
+    from faceprint.accuracy import lfw
+    from faceprint.accuracy.embeddings import DETECTED, embed_dataset
+    from faceprint.accuracy.normalised import all_pairs
+
+    images = lfw.read_images()
+    out: dict = {"bench": "quantize_lfw", "loadavg_before": load}
+    for name in ("dlib", "dlib-int8"):
+        engine = FaceEngine.shared().with_model(name)
+        t0 = time.perf_counter()
+        es = embed_dataset(engine, "lfw", lfw.lfw_root(), images.paths, policy="central", fallback=True)
+        keep = es.status == DETECTED
+        ids = np.unique(np.array(images.persons)[keep], return_inverse=True)[1]
+        pairs = all_pairs(es.vectors[keep], ids)
+        tar = {f"{f:g}": pairs.tar_at_fmr(f)[0] for f in (1e-3, 1e-4, 1e-5, 1e-6)}
+        out[name] = {"images": int(keep.sum()), "tar_at_fmr": tar, "seconds": round(time.perf_counter() - t0)}
+        print(name, engine.model.version, out[name], flush=True)
+    base, q = out["dlib"]["tar_at_fmr"], out["dlib-int8"]["tar_at_fmr"]
+    out["tar_change_points"] = {k: round(100 * (q[k] - base[k]), 2) for k in base}
+    out["rule_met"] = out["tar_change_points"]["0.0001"] >= -0.5
+    out["loadavg_after"] = os.getloadavg()
+    print(f"TAR change at FMR 1e-4: {out['tar_change_points']['0.0001']:+.2f} points (rule: >= -0.5)")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--fit-ranges", action="store_true", help="refit the shipped int8 activation ranges")
+    parser.add_argument("--lfw", action="store_true", help="issue 13's accuracy rule on all LFW pairs")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     load = os.getloadavg()
+    if args.fit_ranges:
+        fit_shipped_ranges(args.faces)
+        return
+    if args.lfw:
+        result = lfw_rule(load)
+        if args.json:
+            print(json.dumps(result))
+        return
     data = config.data_dir()
     fp32 = ensure_onnx_model()
     congress = sorted((data / "congress" / "photos").glob("*.jpg"))[:24]
@@ -112,7 +183,11 @@ def main() -> None:
     views = face_views(lfw, args.faces)
     chips = views[:, 2].copy()  # the (5-point, 0.25) chip of each face: dlib's own
     chips = chips[: len(chips) // 32 * 32]
-    paths = {"float32": fp32, **build_models(fp32, calibration, config.cache_dir() / "quantization-study")}
+    paths = {
+        "float32": fp32,
+        **build_models(fp32, calibration, config.cache_dir() / "quantization-study"),
+        "int8_shipped_reduce_range": ensure_int8_model(),
+    }
     rows: dict[str, dict] = {}
     reference = None
     for name, path in paths.items():

@@ -9,7 +9,7 @@ from faceprint.embedders.base import Embedder
 
 log = logging.getLogger(__name__)
 
-EMBEDDER_NAMES = ("auto", "onnx", "dlib")
+EMBEDDER_NAMES = ("auto", "onnx", "dlib", "int8")
 _cache: dict[str, Embedder] = {}
 _lock = threading.RLock()
 
@@ -21,13 +21,21 @@ def _load(name: str) -> Embedder:
         return DlibEmbedder()
     from faceprint.embedders.onnx_resnet import OnnxEmbedder
 
+    if name == "int8":  # its own vectors (FaceModelVersion 2.1): no fallback to the float32 network
+        from faceprint.embedders.quantized import ensure_int8_model
+
+        embedder = OnnxEmbedder(ensure_int8_model())
+        embedder.name = embedder.model_version = "int8"
+        return embedder
+
     return OnnxEmbedder()
 
 
 def get_embedder(name: str = "auto") -> Embedder:
-    """The process-wide embedder `name`: "onnx", "dlib" or "auto" (onnx when it loads, else dlib).
+    """The process-wide embedder `name`: "onnx", "dlib", "auto" (onnx when it loads, else dlib) or "int8".
 
-    Both run the same network (same `model_version`), so their vectors are interchangeable.
+    The first three run the same float32 network, so their vectors are interchangeable; "int8" runs its
+    quantised version (`faceprint.embedders.quantized`), whose vectors are another model version's.
     """
     if name not in EMBEDDER_NAMES:
         raise ValueError(f"unknown embedder {name!r}; choose one of {', '.join(EMBEDDER_NAMES)}")

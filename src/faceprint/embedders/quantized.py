@@ -1,0 +1,145 @@
+"""dlib's ResNet quantised to int8: the ONNX conversion with static QDQ quantisation, built once per machine.
+
+How it is made (issue 13, measured in bench/RESULTS.md):
+- weights int8 per output channel, activations uint8 per tensor, from activation ranges shipped in
+  `faceprint/data/dlib_int8_ranges.json`;
+- the last layer (the fully connected MatMul that makes the 128-D vector from the pooled features) stays
+  float32: quantising it moved descriptors by a third more, for no measurable speed;
+- `reduce_range`: weights use 7 bits. On AVX2 CPUs without VNNI, ONNX Runtime's u8s8 kernels add pairs of
+  products in 16 bits, which saturate with 8-bit weights; that moved descriptors by up to 0.245 (L2, unit
+  vectors). With 7 bits the largest movement measured was 0.04;
+- the ranges were fitted on the 12 views and mirrors of Congress portraits (US government works) of members
+  who are not LFW people, so no LFW face, where accuracy is measured, shaped them.
+
+The int8 model is derived from the float32 conversion (itself derived from the installed dlib weights) and
+the shipped ranges, and cached beside it; a stamp records both, so a change of either rebuilds it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from faceprint import config
+from faceprint.embedders.dlib_to_onnx import INPUT_NAME, MODEL_NAME, ensure_onnx_model
+from faceprint.files import sha256_file, write_atomically
+
+RANGES_VERSION = "1"
+QUANTIZER_VERSION = "2"  # bump when the quantisation settings change: cached int8 models are then rebuilt
+INT8_FILE = f"{MODEL_NAME}.int8-r{RANGES_VERSION}-q{QUANTIZER_VERSION}.onnx"
+_lock = threading.Lock()
+
+
+def ranges_path() -> Path:
+    """The shipped activation ranges (package data)."""
+    return Path(str(resources.files("faceprint") / "data" / "dlib_int8_ranges.json"))
+
+
+@contextmanager
+def _root_logger_errors_only() -> Iterator[None]:
+    """The quantiser warns on the root logger about the uint8 input it leaves alone: keep that quiet."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _quantize(fp32: Path, out: Path, ranges: dict | None = None, chips: np.ndarray | None = None) -> dict:
+    """Quantise `fp32` into `out`, from `ranges` (ORT's calibration-cache dict) or by measuring them on
+    `chips`; returns the ranges used."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, batches: list[np.ndarray]) -> None:
+            self._batches = iter(batches)
+
+        def get_next(self) -> dict | None:
+            batch = next(self._batches, None)
+            return None if batch is None else {INPUT_NAME: batch}
+
+    with tempfile.TemporaryDirectory(prefix="faceprint-int8-") as tmp, _root_logger_errors_only():
+        pre, cache = Path(tmp) / "pre.onnx", Path(tmp) / "ranges.json"
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        graph = onnx.load(str(pre)).graph
+        outputs = {o.name for o in graph.output}
+        float_nodes = [n.name for n in graph.node if n.op_type == "MatMul" and set(n.output) & outputs]
+        reader = None
+        if ranges is not None:
+            cache.write_text(json.dumps(ranges))
+        else:
+            assert chips is not None
+            reader = Reader([chips[i : i + 16] for i in range(0, len(chips), 16)])
+        quantize_static(
+            str(pre),
+            str(Path(tmp) / "int8.onnx"),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibration_cache_path=cache,
+            nodes_to_exclude=float_nodes,
+        )
+        data = (Path(tmp) / "int8.onnx").read_bytes()
+        write_atomically(out, lambda fh: fh.write(data))
+        return json.loads(cache.read_text())
+
+
+def fit_ranges(chips: np.ndarray, provenance: dict, out: Path | None = None) -> Path:
+    """Measure activation ranges on `chips` ((N, 150, 150, 3) uint8) and write the ranges file (maintainers
+    run this through `bench/quantize.py --fit-ranges`; the result ships as package data)."""
+    out = out or ranges_path()
+    fp32 = ensure_onnx_model()
+    with tempfile.TemporaryDirectory(prefix="faceprint-int8-") as tmp:
+        ranges = _quantize(fp32, Path(tmp) / "int8.onnx", chips=chips)
+    doc = {
+        "ranges_version": RANGES_VERSION,
+        "float_model_sha256": sha256_file(fp32),
+        "provenance": provenance,
+        "ort_calibration": ranges,
+    }
+    text = json.dumps(doc, indent=1, sort_keys=True).encode()
+    return write_atomically(out, lambda fh: fh.write(text))
+
+
+def ensure_int8_model(cache: Path | None = None) -> Path:
+    """Path of the int8 model in the cache, built (about 10 s) when missing or stale."""
+    fp32 = ensure_onnx_model(cache=cache)
+    out = (cache or config.cache_dir()) / INT8_FILE
+    stamp_path = out.with_name(out.name + ".json")
+    source = ranges_path()
+    stamp = {
+        "float_model": json.loads(fp32.with_name(fp32.name + ".json").read_text()),
+        "ranges_size": source.stat().st_size,
+        "ranges_mtime_ns": source.stat().st_mtime_ns,
+    }
+    with _lock:
+        try:
+            if out.is_file() and json.loads(stamp_path.read_text()) == stamp:
+                return out
+        except (OSError, ValueError):
+            pass
+        doc = json.loads(source.read_text())
+        if doc.get("float_model_sha256") != sha256_file(fp32):
+            raise ValueError(
+                f"{source.name} was fitted on another float32 conversion of {MODEL_NAME}; "
+                "refit it with bench/quantize.py --fit-ranges"
+            )
+        _quantize(fp32, out, ranges=doc["ort_calibration"])
+        text = json.dumps(stamp).encode()
+        write_atomically(stamp_path, lambda fh: fh.write(text))
+    return out
