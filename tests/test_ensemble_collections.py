@@ -80,7 +80,7 @@ def test_cli_indexes_and_searches_an_ensemble_collection(home: Path) -> None:
     fmrs = [m["EstimatedFalseMatchRate"] for m in resp["FaceMatches"]]
     assert all(0 < f <= 1 for f in fmrs) and fmrs == sorted(fmrs)
     # a dlib collection's FMRs come from dlib's table, not the ensemble's
-    assert cli_run("collections", "create", "dl")[0] == 0
+    assert cli_run("collections", "create", "dl", "--model", "dlib")[0] == 0
     assert cli_run("index", "dl", *(str(TRAIN / p) for p in PEOPLE))[0] == 0
     code, out, _ = cli_run("search", "dl", str(probe("biden")), "--threshold", "0", "--json")
     dl = json.loads(out)

@@ -60,12 +60,15 @@ def tiny_model(tmp_path: Path, out_dim: int, name: str) -> Path:
     return path
 
 
-def test_builtin_dlib_model_is_the_default(home: Path) -> None:
-    dlib = get_model()
+def test_builtin_dlib_is_the_default_and_dlib_int8_is_built_in(home: Path) -> None:
+    dlib, int8 = get_model(), get_model("dlib-int8")
     assert (dlib.name, dlib.version, dlib.dim, dlib.passes) == ("dlib", "2.0", 128, 12)
-    assert model_for_version("2.0") is dlib
-    assert [m.name for m in list_models()] == ["dlib"]
-    assert dlib.calibration().calibrated and dlib.scorer().calibrated
+    assert (int8.name, int8.version, int8.dim, int8.passes) == ("dlib-int8", "2.1", 128, 12)
+    assert model_for_version("2.0") is dlib and model_for_version("2.1") is int8
+    assert [m.name for m in list_models()] == ["dlib", "dlib-int8"]
+    for model in (dlib, int8):  # each has its own shipped table and cohort
+        assert model.calibration().calibrated and model.scorer().calibrated
+        assert model.scorer().table.model_version == model.version
 
 
 def test_add_list_describe_remove_mobileface(home: Path) -> None:

@@ -26,6 +26,7 @@ from faceprint.models import onnx_file
 MOBILEFACE = DATA.parent / "models" / "mobileface.onnx"
 TRAIN = KNN / "train"
 PEOPLE = ("obama", "biden", "kit_harington", "rose_leslie")
+VERSIONS = {"mf": "100.1", "dl": "2.0", "d8": "2.1"}
 
 pytestmark = pytest.mark.skipif(not MOBILEFACE.is_file(), reason="../shared/models/mobileface.onnx missing")
 
@@ -53,14 +54,16 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             ]
             == "100.1"
         )
-        assert svc.create_collection(CollectionId="dl")["FaceModelVersion"] == "2.0"
+        assert svc.create_collection(CollectionId="dl")["FaceModelVersion"] == "2.0"  # the default
+        d8 = svc.create_collection(CollectionId="d8", Tags={"faceprint:model": "dlib-int8"})
+        assert d8["FaceModelVersion"] == "2.1"
         for person in PEOPLE:
             for image in sorted((TRAIN / person).iterdir())[:1]:
-                for coll in ("mf", "dl"):
+                for coll in ("mf", "dl", "d8"):
                     resp = svc.index_faces(
                         CollectionId=coll, Image={"Bytes": image.read_bytes()}, ExternalImageId=person
                     )
-                    assert resp["FaceModelVersion"] == ("100.1" if coll == "mf" else "2.0")
+                    assert resp["FaceModelVersion"] == VERSIONS[coll]
     yield path
     if saved is not None:
         os.environ["FACEPRINT_HOME"] = saved
@@ -72,7 +75,7 @@ def probe(person: str) -> dict:
 
 def test_each_collection_searches_with_its_own_model(home: Path) -> None:
     with Collections(home) as svc:
-        for coll, version in (("mf", "100.1"), ("dl", "2.0")):
+        for coll, version in VERSIONS.items():
             resp = svc.search_faces_by_image(CollectionId=coll, Image=probe("obama"), FaceMatchThreshold=30)
             assert resp["FaceModelVersion"] == version
             best = resp["FaceMatches"][0]
@@ -83,12 +86,13 @@ def test_each_collection_searches_with_its_own_model(home: Path) -> None:
         assert all(m["EstimatedFalseMatchRate"] is None for m in mf["FaceMatches"])
         assert mf["ExpectedFalseMatches"] is None and mf["Calibration"]["Status"] == "uncalibrated"
         assert "calibrate --model mobileface" in mf["Calibration"]["Note"]
-        dl = svc.search_faces_by_image(CollectionId="dl", Image=probe("obama"))
-        assert 0 < dl["FaceMatches"][0]["EstimatedFalseMatchRate"] < 1e-3 and "Calibration" not in dl
+        for coll in ("dl", "d8"):  # both dlib versions answer with their own calibrated false match rates
+            dl = svc.search_faces_by_image(CollectionId=coll, Image=probe("obama"))
+            assert 0 < dl["FaceMatches"][0]["EstimatedFalseMatchRate"] < 1e-3 and "Calibration" not in dl
 
 
 def test_a_vector_of_another_model_is_refused(home: Path) -> None:
-    dlib_vector = FaceEngine.shared().embed_image(TRAIN / "obama" / "obama.jpg")
+    dlib_vector = FaceEngine.shared().with_model("dlib").embed_image(TRAIN / "obama" / "obama.jpg")
     mf_vector = FaceEngine.shared().with_model("mobileface").embed_image(TRAIN / "obama" / "obama.jpg")
     with Collections(home) as svc:
         for vector, version in ((dlib_vector, "2.0"), (dlib_vector, "100.1"), (np.zeros(256), "2.0")):
@@ -98,6 +102,9 @@ def test_a_vector_of_another_model_is_refused(home: Path) -> None:
         assert found["FaceMatches"][0]["Face"]["ExternalImageId"] == "obama"
         with pytest.raises(InvalidParameterError, match=r"FaceModelVersion 100\.1"):
             svc.search_faces_by_vector(CollectionId="dl", Vector=mf_vector, ModelVersion="100.1")
+        # the two dlib versions never mix either: close vectors, but another model's
+        with pytest.raises(InvalidParameterError, match="model"):
+            svc.search_faces_by_vector(CollectionId="d8", Vector=dlib_vector, ModelVersion="2.0")
 
 
 def test_video_matcher_refuses_tracks_of_another_model(home: Path) -> None:

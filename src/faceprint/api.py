@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceprint import scoring
 from faceprint import similarity as sim
 from faceprint.engine import MAX_FACES, Face, FaceEngine
 from faceprint.errors import InvalidParameterError
@@ -55,8 +54,7 @@ def compare(a: ImageSource, b: ImageSource, threshold: float | None = None) -> C
             f"no face was detected in the {'first' if va is None else 'second'} image"
         )
     distance = float(np.linalg.norm(va - vb))
-    scorer = scoring.default_scorer()
-    scorer.check(engine.model_version, engine.dim)
+    scorer = engine.model.scorer()
     score = scorer.pair(va, vb)
     cut = sim.default_compare_threshold() if threshold is None else float(threshold)
     return Comparison(

@@ -32,7 +32,8 @@ def cache_dir() -> Path:
 
 
 def default_model() -> str:
-    """Face model of collections created without one (`FACEPRINT_MODEL`, default the built-in `dlib`)."""
+    """The default face model: of collections created without one, and of comparisons outside a collection
+    (`FACEPRINT_MODEL`, default the built-in `dlib`, FaceModelVersion 2.0)."""
     return os.environ.get("FACEPRINT_MODEL", "").strip() or "dlib"
 
 

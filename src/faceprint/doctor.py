@@ -140,11 +140,12 @@ def check_models() -> Check:
 
 
 def check_calibration() -> Check:
-    """The shipped calibration table loads and gives the 1:1 default threshold."""
+    """The default model's shipped calibration table loads and gives the 1:1 default threshold."""
     from faceprint import calibration
+    from faceprint.models import get_model
 
     try:
-        table = calibration.table()
+        table = calibration.table(str(get_model().calibration_files()[0]))
     except (FileNotFoundError, ValueError, KeyError) as exc:
         return Check("calibration", ERROR, f"cannot load the calibration table: {exc}", REINSTALL)
     threshold = table.threshold_for_fmr(1e-4)

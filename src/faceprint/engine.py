@@ -82,15 +82,18 @@ class FaceEngine:
         descriptor: Descriptor = DESCRIPTOR,
         model: str | FaceModel | None = None,
     ) -> None:
-        """`model`: a face model or its name; None is dlib's, run by `embedder` with `descriptor` (the
-        registry's shared instance when both are the defaults)."""
+        """`model`: a face model or its name; None is the default model (`config.default_model()`) when
+        `embedder` and `descriptor` are the defaults, else dlib's float32 network run by `embedder` with
+        `descriptor`."""
         if isinstance(detector, str):
             from faceprint.detectors import get_detector
 
             detector = get_detector(detector)
         self.detector: Detector = detector
         if model is None and embedder == "auto" and descriptor is DESCRIPTOR:
-            model = "dlib"
+            from faceprint.config import default_model
+
+            model = default_model()
         if model is None:
             from faceprint.models.dlib import DlibModel
 

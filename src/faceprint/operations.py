@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from faceprint import audit, scoring
+from faceprint import audit
 from faceprint import similarity as sim
 from faceprint.collections.quality import check_quality_filter, unindexed_reasons
 from faceprint.engine import MAX_FACES, Face, FaceEngine
@@ -63,8 +63,7 @@ def compare_faces(
     if threshold is None:
         threshold = sim.default_compare_threshold()
     engine = engine or FaceEngine.shared()
-    scorer = scoring.default_scorer()
-    scorer.check(engine.model_version, engine.dim)
+    scorer = engine.model.scorer()
     src_img, tgt_img = load_image(source), load_image(target)
     src_found = engine.detect(src_img, max_faces=1)
     if not src_found:

@@ -324,10 +324,17 @@ def _scorer(table_path: str | None, cohort_file: str) -> Scorer:
     return scorer
 
 
+def shipped_scorer(table_file: str, cohort_file: str) -> Scorer:
+    """A built-in model's scorer: its shipped calibration table with the configured cohort (cached per
+    file; a user's cohort other than the one the table was measured with is used with a warning)."""
+    return _scorer(table_file, cohort_file)
+
+
 def default_scorer() -> Scorer:
-    """The built-in dlib model's scorer: the shipped calibration table with the configured cohort (cached
-    per file)."""
-    return _scorer(None, str(cohort_path()))
+    """The default face model's scorer (`config.default_model()`)."""
+    from faceprint.models import get_model
+
+    return get_model().scorer()
 
 
 def uncalibrated_scorer(model_version: str) -> Scorer:

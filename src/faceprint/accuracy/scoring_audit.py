@@ -24,11 +24,13 @@ GENDERS = ("female", "male")
 
 def raw_scorer(model=None) -> Scorer:
     """Raw scoring with the raw table `faceprint calibrate` measured on the calibration folds beside the
-    normalised one (what faceprint scored before cohort normalisation), of `model` (default dlib's)."""
+    normalised one (what faceprint scored before cohort normalisation), of `model` (default:
+    the default model)."""
     from faceprint import calibration
     from faceprint.accuracy.calibrate import raw_path
+    from faceprint.models import get_model
 
-    path = calibration.default_path() if model is None else model.calibration_files()[0]
+    path = (model or get_model()).calibration_files()[0]
     table = calibration.table(str(raw_path(path)))
     scorer = Scorer(table.model_version, table, None)
     if model is not None:

@@ -41,26 +41,29 @@ def _accuracy_errors(func: F) -> F:
     return cli_errors(wrapper)  # type: ignore[return-value]
 
 
-def _engine(detector: str, embedder: str, model: str = "dlib"):
-    """The engine of `model` (dlib's is run by `embedder`), with `detector`."""
+def _engine(detector: str, embedder: str, model: str | None = None):
+    """The engine of `model` (default: the default model; dlib's float32 network is run by `embedder`),
+    with `detector`."""
+    from faceprint.config import default_model
     from faceprint.engine import FaceEngine
     from faceprint.errors import InvalidParameterError
 
-    if model != "dlib":
-        if embedder != "auto":
+    model = model or default_model()
+    if embedder != "auto":
+        if model != "dlib":
             raise InvalidParameterError(
-                "--embedder chooses how dlib's network runs; it applies to --model dlib"
+                "--embedder chooses how dlib's float32 network runs; it applies to --model dlib"
             )
-        engine = FaceEngine.shared() if detector == "auto" else FaceEngine(detector=detector)
-        return engine.with_model(model)
-    if detector == "auto" and embedder == "auto":
-        return FaceEngine.shared()
-    return FaceEngine(detector=detector, embedder=embedder)
+        return FaceEngine(detector=detector, embedder=embedder)
+    engine = FaceEngine.shared() if detector == "auto" else FaceEngine(detector=detector)
+    return engine.with_model(model)
 
 
 def _engine_options(func: F) -> F:
     func = click.option(
-        "--model", default="dlib", show_default=True, help="Face model (see `faceprint models list`)."
+        "--model",
+        default=None,
+        help="Face model (see `faceprint models list`) [default: $FACEPRINT_MODEL, else dlib].",
     )(func)
     func = click.option("--embedder", type=click.Choice(EMBEDDERS), default="auto", show_default=True)(func)
     return click.option("--detector", type=click.Choice(DETECTORS), default="auto", show_default=True)(func)
@@ -320,14 +323,16 @@ def calibrate_command(
             Console().print(f"fused table written to {fitted['output']}, weight {fitted['weight']:g}")
             Console().print(fitted["heldout_tar"])
         return
+    table_file, model_cohort = engine.model.calibration_files()
     summary = run_calibration(
         engine,
-        output or engine.model.calibration_files()[0],
+        output or table_file,
         _command_line(),
         max_images,
         console,
         cohort_file=cohort_file,
         data=data,
+        cohort_output=None if output else model_cohort,  # --output: the cohort beside it, as cohort.npz
     )
     if as_json:
         _json_line(summary)

@@ -69,9 +69,11 @@ def build_command(folder: Path, output: Path | None, as_json: bool) -> None:
 @cli_errors
 def show_command(file: Path | None, as_json: bool) -> None:
     """What a cohort file holds (default: the one in use)."""
-    from faceprint.scoring import Cohort, cohort_path
+    from faceprint.models import get_model
+    from faceprint.scoring import Cohort
 
-    path = file or cohort_path()
+    model = get_model()
+    path = file or Path(model.calibration().cohort or model.calibration_files()[1])
     cohort = Cohort.load(path)
     summary = {
         "file": str(path),

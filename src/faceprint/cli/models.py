@@ -43,12 +43,13 @@ JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON obje
 @cli_errors
 def list_command(home: Path | None, as_json: bool) -> None:
     """Every model: name, FaceModelVersion, dimension, calibration status."""
-    from faceprint.models import DEFAULT_MODEL, catalogue
+    from faceprint.config import default_model
+    from faceprint.models import catalogue
 
     _home(home)
     models = catalogue()
     if as_json:
-        print_json({"Models": models, "DefaultModel": DEFAULT_MODEL})
+        print_json({"Models": models, "DefaultModel": default_model()})
         return
     table = Table("Name", "Version", "Kind", "Dim", "Calibration", "Installed")
     for m in models:

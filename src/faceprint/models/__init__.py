@@ -1,6 +1,7 @@
 """The face models: one sub-folder per model, and the registry that names them.
 
-- `dlib/`: the built-in default, dlib's ResNet, FaceModelVersion 2.0;
+- `dlib/`: the built-in models, dlib's ResNet: "dlib" (float32, FaceModelVersion 2.0) and "dlib-int8"
+  (quantised, 2.1);
 - `onnx_file/`: ONNX files a user adds (`faceprint models add`), FaceModelVersion 100.k;
 - `aligners.py`: aligners shared by models (ArcFace five-point template, detector box).
 
@@ -16,14 +17,13 @@ import threading
 from faceprint.errors import ResourceNotFoundError
 from faceprint.models.base import Calibration, FaceGeometry, FaceModel, unit_rows
 
-DEFAULT_MODEL = "dlib"
-BUILTIN = ("dlib",)
+BUILTIN = ("dlib", "dlib-int8")
 # Models installed on demand, each a sub-package exposing `NAME`, `VERSION`, `catalogue_entry() -> dict`
 # (what `models list` shows, with "Installed") and `load() -> FaceModel | None` (None: not installed).
 INSTALLABLE = {"faceres": "faceprint.models.faceres", "dlib+faceres": "faceprint.models.ensemble"}
 RESERVED = tuple(INSTALLABLE)  # names an added ONNX model cannot take
 # FaceModelVersion of every model faceprint knows by name (added ONNX files get 100.k, see onnx_file).
-BUILTIN_VERSIONS = {"dlib": "2.0", "faceres": "3.0", "dlib+faceres": "4.0"}
+BUILTIN_VERSIONS = {"dlib": "2.0", "dlib-int8": "2.1", "faceres": "3.0", "dlib+faceres": "4.0"}
 # What `models list` says of an installable model whose sub-package is not in this installation.
 _PENDING = {
     "faceres": {"Dimension": 1024, "Description": "HSE MobileNet (VGGFace2), from npm @vladmandic/human"},
@@ -54,6 +54,10 @@ def _load(name: str) -> FaceModel:
         from faceprint.models.dlib import DlibModel
 
         return DlibModel()
+    if name == "dlib-int8":
+        from faceprint.models.dlib import int8_model
+
+        return int8_model()
     if name in INSTALLABLE:
         module = _installable(name)
         model = module.load() if module is not None else None
@@ -72,8 +76,11 @@ def _load(name: str) -> FaceModel:
 
 
 def get_model(name: str | None = None) -> FaceModel:
-    """The face model `name` (default "dlib"), loaded once per process."""
-    name = name or DEFAULT_MODEL
+    """The face model `name` (default: `config.default_model()`), loaded once per process."""
+    if not name:
+        from faceprint.config import default_model
+
+        name = default_model()
     with _lock:
         model = _models.get(name)
         if model is None:
@@ -159,7 +166,6 @@ def forget(name: str) -> None:
 
 __all__ = [
     "BUILTIN",
-    "DEFAULT_MODEL",
     "INSTALLABLE",
     "RESERVED",
     "Calibration",
