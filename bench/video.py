@@ -89,7 +89,7 @@ def run_baseline(home: Path, clip: Path, config: PipelineConfig) -> tuple[float,
         for frame in reader.frames():
             faces = engine.analyze(frame.pixels, embed=True)
             for face in faces:
-                matcher.matches(face.embedding)
+                matcher.matches(face.embedding, engine.model_version)
                 searches += 1
     return time.perf_counter() - wall, time.process_time() - cpu, searches
 
