@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from importlib import resources
@@ -324,10 +325,17 @@ def _scorer(table_path: str | None, cohort_file: str) -> Scorer:
     return scorer
 
 
+# Scorers load once, one at a time: two threads loading cohorts at once (the two parts of an ensemble, in
+# the indexer's workers) would run `np.load`'s header parsing (`ast.literal_eval`) concurrently, which
+# CPython 3.11 can fail with "SystemError: AST constructor recursion depth mismatch".
+_loading = threading.RLock()
+
+
 def shipped_scorer(table_file: str, cohort_file: str) -> Scorer:
     """A built-in model's scorer: its shipped calibration table with the configured cohort (cached per
     file; a user's cohort other than the one the table was measured with is used with a warning)."""
-    return _scorer(table_file, cohort_file)
+    with _loading:
+        return _scorer(table_file, cohort_file)
 
 
 def default_scorer() -> Scorer:
@@ -361,7 +369,8 @@ def model_scorer(table_file: str, cohort_file: str, model_version: str) -> Score
     """The scorer of one model's own calibration table and cohort (reloaded when either file changes);
     a table or cohort of another model is refused."""
     stamp = tuple(Path(f).stat().st_mtime_ns for f in (table_file, cohort_file))
-    return _model_scorer(table_file, cohort_file, str(model_version), stamp)
+    with _loading:
+        return _model_scorer(table_file, cohort_file, str(model_version), stamp)
 
 
 def clear_cache() -> None:
