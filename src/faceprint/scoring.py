@@ -27,7 +27,6 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from functools import cache, cached_property
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -289,18 +288,6 @@ class Scorer:
         from faceprint.similarity import SEARCH_TARGET_FPIR
 
         return self.threshold_for_false_match_rate(SEARCH_TARGET_FPIR / max(1, int(collection_size)))
-
-
-def default_cohort_path() -> Path:
-    """The cohort shipped inside the package."""
-    return Path(str(resources.files("faceprint") / "data" / "cohort.npz"))
-
-
-def cohort_path() -> Path:
-    """`FACEPRINT_COHORT` (a file from `faceprint cohort build`), else the shipped cohort."""
-    from faceprint.config import cohort_file
-
-    return cohort_file() or default_cohort_path()
 
 
 @cache
