@@ -469,6 +469,11 @@ def _stamp(dat_path: Path, out: Path) -> dict[str, Any]:
     }
 
 
+def stamp_path(model: Path) -> Path:
+    """The stamp beside a generated model (`<model>.json`): what it was generated from."""
+    return model.with_name(model.name + ".json")
+
+
 def ensure_onnx_model(dat_path: Path | None = None, cache: Path | None = None) -> Path:
     """Path of the converted model in the cache, (re)generating it if missing or stale.
 
@@ -479,10 +484,10 @@ def ensure_onnx_model(dat_path: Path | None = None, cache: Path | None = None) -
     """
     dat_path = dat_path or default_source()
     out = (cache or config.cache_dir()) / MODEL_FILE
-    stamp_path = out.with_name(out.name + ".json")
+    stamp_file = stamp_path(out)
     with _lock:
         try:
-            if json.loads(stamp_path.read_text()) == _stamp(dat_path, out):
+            if json.loads(stamp_file.read_text()) == _stamp(dat_path, out):
                 return out
         except (OSError, ValueError):
             pass
@@ -492,7 +497,7 @@ def ensure_onnx_model(dat_path: Path | None = None, cache: Path | None = None) -
             log.info("converting %s to ONNX at %s", dat_path.name, out)
             convert(dat_path, out)
         stamp = json.dumps(_stamp(dat_path, out)).encode()
-        write_atomically(stamp_path, lambda fh: fh.write(stamp))
+        write_atomically(stamp_file, lambda fh: fh.write(stamp))
     return out
 
 

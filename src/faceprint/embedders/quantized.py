@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from faceprint import config
-from faceprint.embedders.dlib_to_onnx import INPUT_NAME, MODEL_NAME, ensure_onnx_model
+from faceprint.embedders.dlib_to_onnx import INPUT_NAME, MODEL_NAME, ensure_onnx_model, stamp_path
 from faceprint.files import sha256_file, write_atomically
 
 RANGES_VERSION = "1"
@@ -120,16 +120,16 @@ def ensure_int8_model(cache: Path | None = None) -> Path:
     """Path of the int8 model in the cache, built (about 10 s) when missing or stale."""
     fp32 = ensure_onnx_model(cache=cache)
     out = (cache or config.cache_dir()) / INT8_FILE
-    stamp_path = out.with_name(out.name + ".json")
+    stamp_file = stamp_path(out)
     source = ranges_path()
     stamp = {
-        "float_model": json.loads(fp32.with_name(fp32.name + ".json").read_text()),
+        "float_model": json.loads(stamp_path(fp32).read_text()),
         "ranges_size": source.stat().st_size,
         "ranges_mtime_ns": source.stat().st_mtime_ns,
     }
     with _lock:
         try:
-            if out.is_file() and json.loads(stamp_path.read_text()) == stamp:
+            if out.is_file() and json.loads(stamp_file.read_text()) == stamp:
                 return out
         except (OSError, ValueError):
             pass
@@ -141,5 +141,5 @@ def ensure_int8_model(cache: Path | None = None) -> Path:
             )
         _quantize(fp32, out, ranges=doc["ort_calibration"])
         text = json.dumps(stamp).encode()
-        write_atomically(stamp_path, lambda fh: fh.write(text))
+        write_atomically(stamp_file, lambda fh: fh.write(text))
     return out
