@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -18,6 +20,21 @@ LFW = DATA / "lfw" / "lfw-deepfunneled"
 
 if not DATA.is_dir():
     raise RuntimeError(f"real face data not found at {DATA}; set FACEPRINT_DATA_DIR")
+
+T = TypeVar("T")
+
+
+def once_back(call: Callable[[], T], error: type[Exception], within: float, pause: float) -> T:
+    """`call()` as soon as it stops failing with `error` (a restarted server that is not answering yet),
+    retried every `pause` seconds for at most `within`; then the error itself."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return call()
+        except error:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
 
 
 @pytest.fixture(scope="session", autouse=True)

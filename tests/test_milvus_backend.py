@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import pytest
 
-from conftest import LFW
+from conftest import LFW, once_back
 from faceprint.collections.milvus_index import MilvusVectors, VectorIndexUnavailableError, collection_name
 from faceprint.collections.service import Collections
 
@@ -47,17 +47,10 @@ def _search(svc: Collections, person: str) -> list[tuple[str, float]]:
     return [(m["Face"]["FaceId"], round(m["Similarity"], 4)) for m in resp["FaceMatches"]]
 
 
-def _when_back(call: Callable[[], T], within: float = 180.0) -> T:
+def _when_back(call: Callable[[], T]) -> T:
     """`call` as soon as it stops failing with VectorIndexUnavailableError: a restarted server answers
     only once it has reloaded its collections."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            return call()
-        except VectorIndexUnavailableError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
+    return once_back(call, VectorIndexUnavailableError, within=180.0, pause=1.0)
 
 
 def _client(uri: str):

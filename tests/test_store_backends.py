@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, KNN, LFW
+from conftest import EXAMPLES, KNN, LFW, once_back
 from faceprint.collections.service import Collections
 from faceprint.errors import IdempotentParameterMismatchError, InternalServerError
 from faceprint.postgres import StorageUnavailableError, upgrade_all
@@ -156,17 +156,10 @@ def test_kill_minus_9_keeps_every_acknowledged_face(backend: str | None, tmp_pat
         assert svc.store.integrity_check() == "ok"
 
 
-def _once_back(call, within: float = 10.0):
+def _once_back(call):
     """`call()` once the database answers again: after a failure a node fails fast for 1 s
     (faceprint.postgres), so the first call after a quick restart may still be refused."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            return call()
-        except StorageUnavailableError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    return once_back(call, StorageUnavailableError, within=10.0, pause=0.2)
 
 
 def test_postgres_down_answers_a_modeled_error_in_bounded_time(
