@@ -213,3 +213,22 @@ def test_face_detection_job(jobs: VideoJobs, home: Path) -> None:
     assert 60 <= len(faces) <= 140  # 46 samples: one to five faces each
     medium_shot = [f for f in faces if 3000 <= f["Timestamp"] <= 7000]
     assert len({f["Timestamp"] for f in medium_shot}) >= 19  # Lin-Manuel's face in every sample
+
+
+def test_track_assignment_is_the_hungarian_optimum() -> None:
+    """The tracker's dlib assignment links the same (track, face) pairs as scipy's Hungarian solver,
+    including rectangular matrices and ties at the 'not the same face' score."""
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    from faceprint.video.tracker import best_assignment
+
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        scores = rng.uniform(-1, 1, rng.integers(1, 12, 2))
+        scores[rng.random(scores.shape) < 0.5] = -1.0
+        rows, cols = linear_sum_assignment(-scores)
+        expected = sorted(
+            (r, c) for r, c in zip(rows.tolist(), cols.tolist(), strict=True) if scores[r, c] > 0
+        )
+        assert sorted(p for p in best_assignment(scores) if scores[p] > 0) == expected

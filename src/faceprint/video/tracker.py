@@ -13,6 +13,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+import dlib
 import numpy as np
 
 from faceprint.detectors.base import Detection, iou
@@ -111,6 +112,17 @@ def _link_score(a: Detection, b: Detection) -> float:
     return 0.01 * (1.0 - shift / MAX_CENTRE_SHIFT) if shift < MAX_CENTRE_SHIFT else -1.0
 
 
+def best_assignment(scores: np.ndarray) -> list[tuple[int, int]]:
+    """The (row, column) pairs, one per row or column, of highest total score: the Hungarian algorithm,
+    dlib's (loaded already; scipy.optimize would cost a video command 0.4-0.8 s of imports)."""
+    rows, cols = scores.shape
+    side = max(rows, cols)
+    square = np.zeros((side, side))
+    square[:rows, :cols] = scores  # padding is never worth more than a real pair: same optimum as scipy's
+    chosen = dlib.max_cost_assignment(dlib.matrix(square.tolist()))
+    return [(r, c) for r, c in enumerate(chosen) if r < rows and c < cols]
+
+
 class IouTracker:
     """Links the faces of successive sampled frames into tracks."""
 
@@ -133,10 +145,7 @@ class IouTracker:
         assigned: list[Track | None] = [None] * len(faces)
         if self.active and faces:
             scores = np.array([[_link_score(t.box, f.box) for f in faces] for t in self.active])
-            from scipy.optimize import linear_sum_assignment  # imported here: scipy takes 0.3 s to load
-
-            rows, cols = linear_sum_assignment(-scores)
-            for r, c in zip(rows, cols, strict=True):
+            for r, c in best_assignment(scores):
                 if scores[r, c] > 0:
                     track = self.active[r]
                     track.box, track.last_ms, track.hits = faces[c].box, timestamp_ms, track.hits + 1
