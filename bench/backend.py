@@ -23,6 +23,7 @@ Reads the accuracy cache (`faceprint calibrate` / `faceprint audit` fill it); em
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -107,32 +108,45 @@ def _inv_sqrt(s: np.ndarray) -> np.ndarray:
     return v @ np.diag(1.0 / np.sqrt(np.maximum(w, 1e-12 * w.max()))) @ v.T
 
 
-def principal_subspace(y: np.ndarray, rel: float = 1e-6) -> np.ndarray:
+def principal_subspace(y: np.ndarray, rel: float = 1e-3) -> np.ndarray:
     """(dim, r) orthonormal basis of the directions in which rows y vary (eigenvalue > rel x largest)."""
     w, v = np.linalg.eigh(np.cov(y, rowvar=False))
     keep = w > rel * w.max()
     return v[:, keep][:, ::-1]
 
 
-def fit(kind: str, x: np.ndarray, ids: np.ndarray, *, d: int, alpha: float, weighting: str) -> Backend:
-    """Fit "wccn", "lda" or "plda" (LDA to d, then PLDA) on unit vectors x with person ids."""
+def fit(
+    kind: str, x: np.ndarray, ids: np.ndarray, *, d: int, alpha: float, weighting: str, center: bool = False
+) -> Backend:
+    """Fit "wccn", "lda" or "plda" (LDA to d, then PLDA) on unit vectors x with person ids.
+
+    The scatter matrices are always taken about the means; `center` says whether a vector has the global
+    mean subtracted before it is projected. Model 2.0's unit vectors lie in a narrow cone (their mean has
+    length 0.92), and the cosine of centred vectors throws away how far each lies from the mean: centring
+    alone takes raw held-out TAR at FMR 1e-4 from 85% to 58%, so it is a hyper-parameter here."""
     x = unit(x).astype(np.float64)
     mean = x.mean(axis=0)
-    basis = principal_subspace(x - mean)  # model 2.0's vectors span about 79 of their 128 dimensions
+    basis = principal_subspace(x - mean)  # model 2.0's vectors span 77 of their 128 dimensions
     y = (x - mean) @ basis
     d = min(d, basis.shape[1])
     sw, st = _scatter(y, ids, weighting)
     sw = _shrink(sw, alpha)
-    params = {"d": d, "alpha": alpha, "weighting": weighting, "rank": basis.shape[1]}
+    params = {"d": d, "alpha": alpha, "weighting": weighting, "center": center, "rank": basis.shape[1]}
+    mean = mean if center else np.zeros_like(mean)
     if kind == "wccn":
-        return Backend(f"WCCN a={alpha} {weighting}", mean, basis @ _inv_sqrt(sw), params=params)
+        return Backend(
+            f"WCCN a={alpha} {weighting}{' centred' if center else ''}",
+            mean,
+            basis @ _inv_sqrt(sw),
+            params=params,
+        )
     # LDA: generalised eigenvectors of (between, within), scaled so that V' Sw V = I (WCCN in LDA space)
     sb = st - sw
     whiten = _inv_sqrt(sw)
     evals, evecs = np.linalg.eigh(whiten @ sb @ whiten)
     order = np.argsort(evals)[::-1][:d]
     proj = basis @ whiten @ evecs[:, order]
-    lda = Backend(f"LDA {d} a={alpha} {weighting}", mean, proj, params=params)
+    lda = Backend(f"LDA {d} a={alpha} {weighting}{' centred' if center else ''}", mean, proj, params=params)
     if kind == "lda":
         return lda
     # PLDA (two-covariance) on the length-normalised LDA output, moment estimates, diagonalised
@@ -148,7 +162,9 @@ def fit(kind: str, x: np.ndarray, ids: np.ndarray, *, d: int, alpha: float, weig
     a = -0.5 * phi**2 / ((1 + phi) * (1 + 2 * phi))
     c = float(np.sum(np.log(1 + phi) - 0.5 * np.log(1 + 2 * phi)))
     plda = {"mean2": mean2, "proj2": a2 @ rot, "a": a, "b": b, "c": c}
-    return Backend(f"PLDA {d} a={alpha} {weighting}", mean, proj, plda, params=params)
+    return Backend(
+        f"PLDA {d} a={alpha} {weighting}{' centred' if center else ''}", mean, proj, plda, params=params
+    )
 
 
 # --- scoring -----------------------------------------------------------------------------------------
@@ -430,29 +446,30 @@ def heldout_separation(data: Data, method: Method) -> dict:
     }
 
 
-def fit_set_study(data: Data, base: Method, log) -> dict:
-    """Is it the amount of labelled data? WCCN + S-norm (fixed shrinkage, no selection) fitted on half the
-    cohort-fold people, the cohort folds, cohort + calibration folds, and, as an upper bound that is NOT a
-    valid measurement, on the held-out people themselves; held-out separation at held-out thresholds."""
+def fit_set_study(data: Data, base: Method, params: dict, log) -> dict:
+    """Is it the amount of labelled data? The chosen WCCN + S-norm (same hyper-parameters) fitted on half
+    the cohort-fold people, the cohort folds, cohort + calibration folds, and, as an upper bound that is
+    NOT a valid measurement, on the held-out people themselves; held-out separation at held-out
+    thresholds."""
     persons = list(data.persons)
     cohort = folds.in_role(persons, "cohort")
-    half = cohort & (data.ids % 2 == 0)
     sets = {
-        "half of the cohort folds": half,
+        "half of the cohort folds": cohort & (data.ids % 2 == 0),
         "cohort folds": cohort,
         "cohort + calibration folds": cohort | folds.in_role(persons, "calibration"),
         "held-out folds (oracle, not valid)": folds.in_role(persons, "heldout"),
     }
     out = {"cosine + S-norm (today)": heldout_separation(data, base)}
     log(f"fit-set study, cosine + S-norm: {out['cosine + S-norm (today)']}")
-    for alpha in (0.1, 0.4):
-        for label, sel in sets.items():
-            sel = sel & ~np.isin(data.persons, list(data.mate_persons))
-            bk = fit("wccn", data.x[sel], data.ids[sel], d=data.x.shape[1], alpha=alpha, weighting="person")
-            key = f"WCCN a={alpha}, fitted on {label}"
-            out[key] = heldout_separation(data, make_method(data, bk, True))
-            out[key]["fit_faces"] = int(sel.sum())
-            log(f"fit-set study, {key}: {out[key]}")
+    kw = {k: params[k] for k in ("d", "alpha", "weighting", "center")}
+    for label, sel in sets.items():
+        sel = sel & ~np.isin(data.persons, list(data.mate_persons))
+        key = f"WCCN fitted on {label}"
+        out[key] = heldout_separation(
+            data, make_method(data, fit("wccn", data.x[sel], data.ids[sel], **kw), True)
+        )
+        out[key]["fit_faces"] = int(sel.sum())
+        log(f"fit-set study, {key}: {out[key]}")
     return out
 
 
@@ -501,8 +518,9 @@ def main() -> None:
     )
 
     grid = {
-        "alpha": (0.0, 0.1, 0.4) if args.quick else (0.0, 0.05, 0.1, 0.2, 0.4, 0.7),
-        "weighting": ("image", "person"),
+        "alpha": (0.1, 0.4) if args.quick else (0.05, 0.1, 0.2, 0.4, 0.7),
+        "weighting": ("person",) if args.quick else ("image", "person"),
+        "center": (False, True),
         "lda_d": (48, 128) if args.quick else (32, 48, 64, 128),
     }
     result: dict = {
@@ -522,16 +540,16 @@ def main() -> None:
     def choose(kind: str, snorm: bool, ds, label: str) -> None:
         tried = []
         best = None
-        for d in ds:
-            for alpha in grid["alpha"]:
-                for weighting in grid["weighting"]:
-                    bk = fit(kind, xt, it, d=d, alpha=alpha, weighting=weighting)
-                    m = make_method(data, bk, snorm)
-                    cal = role_pairs(data, m, "calibration")
-                    s = selection_score(cal)
-                    tried.append({"d": d, "alpha": alpha, "weighting": weighting, "score": round(s, 4)})
-                    if best is None or s > best[0]:
-                        best = (s, m, cal)
+        for d, alpha, weighting, center in itertools.product(
+            ds, grid["alpha"], grid["weighting"], grid["center"]
+        ):
+            bk = fit(kind, xt, it, d=d, alpha=alpha, weighting=weighting, center=center)
+            m = make_method(data, bk, snorm)
+            cal = role_pairs(data, m, "calibration")
+            s = selection_score(cal)
+            tried.append({**bk.params, "score": round(s, 4)})
+            if best is None or s > best[0]:
+                best = (s, m, cal)
         result["selection"][label] = tried
         s, m, cal = best
         log(f"{label}: chose {m.backend.params} (calibration-fold score {s:.4f})")
@@ -544,10 +562,10 @@ def main() -> None:
     choose("wccn", True, (data.x.shape[1],), "WCCN + S-norm")
     for d in grid["lda_d"]:
         choose("lda", True, (d,), f"LDA {min(d, rank)} + S-norm")
-    choose("plda", False, grid["lda_d"], "PLDA LLR")
-    choose("plda", True, grid["lda_d"], "PLDA LLR + S-norm")
+    choose("plda", False, grid["lda_d"][1:], "PLDA LLR")
+    choose("plda", True, grid["lda_d"][1:], "PLDA LLR + S-norm")
     result["rows"] = rows
-    result["fit_set_study"] = fit_set_study(data, base, log)
+    result["fit_set_study"] = fit_set_study(data, base, rows["WCCN + S-norm"]["params"], log)
     result["total_s"] = round(time.perf_counter() - t_start, 1)
     result["load_avg"] = os.getloadavg()
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
