@@ -13,7 +13,8 @@ Scores: a back-end maps a unit vector x to (u, q) and scores a pair u_a . u_b + 
 length normalisation, diagonalised) has u = sqrt(b) y and q = a y^2 + c / 2, which is its exact
 log-likelihood ratio. S-norm uses the shipped cohort's 3,000 faces passed through the same back-end, top
 k = 400. The baseline ("cosine") is faceprint's scorer as shipped, and the script checks that its own
-generic scoring reproduces the shipped table's thresholds and the audit's identification counts.
+generic scoring reproduces `normalised.all_pairs` (asserted) and logs its thresholds beside the shipped
+table's; its identification counts are the audit's (131 of 150, 9 of 22).
 
     .venv/bin/python bench/backend.py [--json] [--quick]
 
