@@ -12,13 +12,16 @@ unit vectors) and the search thresholds' margins.
 The shipped int8 model (FaceModelVersion 2.1, `faceprint.embedders.quantized`) is also measured. Two more
 modes:
 
-    .venv/bin/python bench/quantize.py --fit-ranges [--faces 96]  # refit data/dlib_int8_ranges.json
-    .venv/bin/python bench/quantize.py --lfw --json               # issue 13's rule, float vs int8
+    .venv/bin/python bench/quantize.py --fit-ranges [--faces 96]    # refit data/dlib_int8_ranges.json
+    .venv/bin/python bench/quantize.py --fit-rounding [--faces 96]  # refit data/dlib_int8_rounding.npz
+    .venv/bin/python bench/quantize.py --lfw --json                 # issue 13's rule, float vs int8
 
 `--fit-ranges` measures activation ranges on the 12 views and mirrors of `--faces` Congress portraits of
-members who are not LFW people (every 3rd chip). `--lfw` embeds every LFW image with models 2.0 and 2.1
-and reports, for each, TAR at FMR 1e-3..1e-6 over all pairs of all people (raw scores) and the change: the
-rule is a drop of at most 0.5 points at 1e-4 (and `faceprint eval lfw --model dlib-int8` >= 99.2%).
+members who are not LFW people (every 3rd chip); `--fit-rounding` chooses the weight codes by GPTQ on the
+same chips (run it after `--fit-ranges`: the codes are fitted on the model those ranges make).
+`--lfw` embeds every LFW image with models 2.0 and 2.2 and reports, for each, TAR at FMR 1e-3..1e-6 over
+all pairs of all people (raw scores) and the change: the rule is a drop of at most 0.5 points at 1e-4 (and
+`faceprint eval lfw --model dlib-int8` >= 99.2%).
 """
 
 from __future__ import annotations
@@ -109,10 +112,10 @@ def describe(session: ort.InferenceSession, views: np.ndarray) -> np.ndarray:
     return unit_rows(vecs.reshape(2, n, cuts, -1).mean(axis=(0, 2)))
 
 
-def fit_shipped_ranges(faces: int) -> None:
-    """Refit the shipped activation ranges on Congress portraits of members who are not LFW people."""
+def congress_chips(faces: int) -> np.ndarray:
+    """The 12 views and mirrors of `faces` Congress portraits of members who are not LFW people, in bioguide
+    order, every 3rd chip: what the shipped ranges and rounding are fitted on."""
     from faceprint.accuracy import congress, lfw
-    from faceprint.embedders.quantized import fit_ranges
 
     data = config.data_dir()
     members = congress.read_members(data)
@@ -120,16 +123,45 @@ def fit_shipped_ranges(faces: int) -> None:
     strangers = [m for m in sorted(members, key=lambda m: m.bioguide) if m.bioguide not in mates]
     photos = [data / "congress" / m.photo for m in strangers]
     views = face_views(photos, faces).reshape(-1, 150, 150, 3)
-    chips = np.concatenate([views, views[:, :, ::-1]])[::3].copy()
+    return np.concatenate([views, views[:, :, ::-1]])[::3].copy()
+
+
+CHIPS_SOURCE = (
+    "Congress portraits (US government works) of members not in LFW, in bioguide order: model 2.0's 12 views "
+    "and their mirrors, every 3rd chip"
+)
+
+
+def fit_shipped_ranges(faces: int) -> None:
+    """Refit the shipped activation ranges on Congress portraits of members who are not LFW people."""
+    from faceprint.embedders.quantized import fit_ranges
+
+    chips = congress_chips(faces)
     provenance = {
         "chips": len(chips),
         "faces": faces,
-        "source": "Congress portraits (US government works) of members not in LFW, in bioguide order: "
-        "model 2.0's 12 views and their mirrors, every 3rd chip",
+        "source": CHIPS_SOURCE,
         "method": "MinMax, per-channel int8 weights with reduce_range, uint8 activations, QDQ",
         "command": "bench/quantize.py --fit-ranges",
     }
     print(fit_ranges(chips, provenance))
+
+
+def fit_shipped_rounding(faces: int) -> None:
+    """Refit the shipped GPTQ weight codes on the same Congress chips."""
+    from faceprint.embedders.quantized import fit_rounding
+
+    chips = congress_chips(faces)
+    provenance = {
+        "chips": len(chips),
+        "faces": faces,
+        "source": CHIPS_SOURCE,
+        "method": "GPTQ per Conv (inputs in decreasing Hessian diagonal order, damping 0.01 of the mean "
+        "diagonal, blocks of 128), Hessians of the float32 model's inputs; scales of the quantiser kept",
+        "command": "bench/quantize.py --fit-rounding",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    print(fit_rounding(chips, provenance))
 
 
 def lfw_rule(load: tuple[float, float, float]) -> dict:
@@ -163,12 +195,16 @@ def main() -> None:
     parser.add_argument("--faces", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fit-ranges", action="store_true", help="refit the shipped int8 activation ranges")
+    parser.add_argument("--fit-rounding", action="store_true", help="refit the shipped GPTQ weight codes")
     parser.add_argument("--lfw", action="store_true", help="issue 13's accuracy rule on all LFW pairs")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     load = os.getloadavg()
     if args.fit_ranges:
         fit_shipped_ranges(args.faces)
+        return
+    if args.fit_rounding:
+        fit_shipped_rounding(args.faces)
         return
     if args.lfw:
         result = lfw_rule(load)

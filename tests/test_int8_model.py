@@ -1,8 +1,8 @@
-"""Model 2.1 ("dlib-int8"): dlib's ResNet quantised to int8, built from the shipped activation ranges.
+"""Models 2.2 ("dlib-int8") and 2.1 ("dlib-int8-2.1"): dlib's ResNet quantised to int8, built from the
+shipped activation ranges, with the shipped GPTQ weight codes (2.2) or rounded to nearest (2.1).
 
-Its vectors stay close to model 2.0's on real faces (but are not equal, so the version differs), the same
-people match, a ranges file fitted on another float conversion is refused, and collections of the two
-versions live side by side in one home.
+Their vectors stay close to model 2.0's on real faces (but are not equal, so the versions differ), 2.2's
+closer than 2.1's, the same people match, and ranges or codes fitted on another model are refused.
 """
 
 from __future__ import annotations
@@ -36,15 +36,20 @@ def engines() -> tuple[FaceEngine, FaceEngine]:
 
 def test_int8_vectors_are_close_to_float32_but_their_own_version(engines) -> None:
     float_engine, int8_engine = engines
-    assert (float_engine.model_version, int8_engine.model_version) == ("2.0", "2.1")
-    moved = []
+    rtn_engine = FaceEngine.shared().with_model("dlib-int8-2.1")
+    versions = (float_engine.model_version, int8_engine.model_version, rtn_engine.model_version)
+    assert versions == ("2.0", "2.2", "2.1")
+    moved: dict[str, list[float]] = {"2.2": [], "2.1": []}
     for path in IMAGES:
         a = np.stack([f.embedding for f in float_engine.analyze(path)])
-        b = np.stack([f.embedding for f in int8_engine.analyze(path)])
-        assert a.shape == b.shape  # the same faces: detection is shared
-        moved.extend(np.linalg.norm(a - b, axis=1))
-    # Same-person distances are about 0.4 on unit vectors; the int8 network moves a face by a tenth of that.
-    assert 0 < max(moved) < 0.06, moved
+        for engine in (int8_engine, rtn_engine):
+            b = np.stack([f.embedding for f in engine.analyze(path)])
+            assert a.shape == b.shape  # the same faces: detection is shared
+            moved[engine.model_version].extend(np.linalg.norm(a - b, axis=1))
+    # Same-person distances are about 0.4 on unit vectors; an int8 network moves a face by a tenth of that,
+    # and GPTQ's codes (2.2) move it less than rounding to nearest (2.1).
+    assert 0 < max(moved["2.2"]) < 0.06 and 0 < max(moved["2.1"]) < 0.06, moved
+    assert np.mean(moved["2.2"]) < np.mean(moved["2.1"]), moved
 
 
 def test_int8_matches_the_same_people(engines) -> None:
@@ -72,6 +77,23 @@ def test_ranges_of_another_float_conversion_are_refused(tmp_path: Path, monkeypa
     with pytest.raises(ValueError, match="another float32 conversion"):
         quantized.ensure_int8_model(cache=tmp_path)
     assert not (tmp_path / quantized.INT8_FILE).exists()
+
+
+def test_codes_fitted_on_another_model_are_refused(tmp_path: Path, monkeypatch) -> None:
+    fp32 = quantized.ensure_onnx_model()
+    for name in (fp32.name, fp32.name + ".json"):
+        shutil.copy(fp32.with_name(name), tmp_path / name)
+    with np.load(quantized.rounding_path()) as shipped:
+        arrays = {k: shipped[k] for k in shipped.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta["codes_sha256"] = "0" * 64  # what another round-to-nearest model plus these differences would give
+    arrays["meta"] = np.array(json.dumps(meta))
+    bad = tmp_path / "rounding.npz"
+    np.savez_compressed(bad, **arrays)
+    monkeypatch.setattr(quantized, "rounding_path", lambda: bad)
+    with pytest.raises(ValueError, match="another round-to-nearest int8 model"):
+        quantized.ensure_int8_model(cache=tmp_path)
+    assert not quantized.stamp_path(tmp_path / quantized.INT8_FILE).exists()  # never used, rebuilt next time
 
 
 def test_a_changed_ranges_file_rebuilds_the_model(tmp_path: Path, monkeypatch) -> None:

@@ -61,12 +61,14 @@ def tiny_model(tmp_path: Path, out_dim: int, name: str) -> Path:
 
 
 def test_builtin_dlib_is_the_default_and_dlib_int8_is_built_in(home: Path) -> None:
-    dlib, int8 = get_model(), get_model("dlib-int8")
+    dlib, int8, rtn = get_model(), get_model("dlib-int8"), get_model("dlib-int8-2.1")
     assert (dlib.name, dlib.version, dlib.dim, dlib.passes) == ("dlib", "2.0", 128, 12)
-    assert (int8.name, int8.version, int8.dim, int8.passes) == ("dlib-int8", "2.1", 128, 12)
-    assert model_for_version("2.0") is dlib and model_for_version("2.1") is int8
-    assert [m.name for m in list_models()] == ["dlib", "dlib-int8"]
-    for model in (dlib, int8):  # each has its own shipped table and cohort
+    assert (int8.name, int8.version, int8.dim, int8.passes) == ("dlib-int8", "2.2", 128, 12)
+    assert (rtn.name, rtn.version) == ("dlib-int8-2.1", "2.1")  # the first int8 network, for its collections
+    assert model_for_version("2.0") is dlib and model_for_version("2.2") is int8
+    assert model_for_version("2.1") is rtn
+    assert [m.name for m in list_models()] == ["dlib", "dlib-int8", "dlib-int8-2.1"]
+    for model in (dlib, int8, rtn):  # each has its own shipped table and cohort
         assert model.calibration().calibrated and model.scorer().calibrated
         assert model.scorer().table.model_version == model.version
 

@@ -26,7 +26,7 @@ from faceprint.models import onnx_file
 MOBILEFACE = DATA.parent / "models" / "mobileface.onnx"
 TRAIN = KNN / "train"
 PEOPLE = ("obama", "biden", "kit_harington", "rose_leslie")
-VERSIONS = {"mf": "100.1", "dl": "2.0", "d8": "2.1"}
+VERSIONS = {"mf": "100.1", "dl": "2.0", "d8": "2.2", "d1": "2.1"}  # d1: the first int8 model
 
 pytestmark = pytest.mark.skipif(not MOBILEFACE.is_file(), reason="../shared/models/mobileface.onnx missing")
 
@@ -56,10 +56,12 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         )
         assert svc.create_collection(CollectionId="dl")["FaceModelVersion"] == "2.0"  # the default
         d8 = svc.create_collection(CollectionId="d8", Tags={"faceprint:model": "dlib-int8"})
-        assert d8["FaceModelVersion"] == "2.1"
+        assert d8["FaceModelVersion"] == "2.2"
+        d1 = svc.create_collection(CollectionId="d1", Tags={"faceprint:model": "dlib-int8-2.1"})
+        assert d1["FaceModelVersion"] == "2.1"
         for person in PEOPLE:
             for image in sorted((TRAIN / person).iterdir())[:1]:
-                for coll in ("mf", "dl", "d8"):
+                for coll in VERSIONS:
                     resp = svc.index_faces(
                         CollectionId=coll, Image={"Bytes": image.read_bytes()}, ExternalImageId=person
                     )
@@ -86,7 +88,11 @@ def test_each_collection_searches_with_its_own_model(home: Path) -> None:
         assert all(m["EstimatedFalseMatchRate"] is None for m in mf["FaceMatches"])
         assert mf["ExpectedFalseMatches"] is None and mf["Calibration"]["Status"] == "uncalibrated"
         assert "calibrate --model mobileface" in mf["Calibration"]["Note"]
-        for coll in ("dl", "d8"):  # both dlib versions answer with their own calibrated false match rates
+        for coll in (
+            "dl",
+            "d8",
+            "d1",
+        ):  # the dlib versions answer with their own calibrated false match rates
             dl = svc.search_faces_by_image(CollectionId=coll, Image=probe("obama"))
             assert 0 < dl["FaceMatches"][0]["EstimatedFalseMatchRate"] < 1e-3 and "Calibration" not in dl
 
@@ -102,9 +108,10 @@ def test_a_vector_of_another_model_is_refused(home: Path) -> None:
         assert found["FaceMatches"][0]["Face"]["ExternalImageId"] == "obama"
         with pytest.raises(InvalidParameterError, match=r"FaceModelVersion 100\.1"):
             svc.search_faces_by_vector(CollectionId="dl", Vector=mf_vector, ModelVersion="100.1")
-        # the two dlib versions never mix either: close vectors, but another model's
-        with pytest.raises(InvalidParameterError, match="model"):
-            svc.search_faces_by_vector(CollectionId="d8", Vector=dlib_vector, ModelVersion="2.0")
+        # the dlib versions never mix either: close vectors, but another model's
+        for coll, version in (("d8", "2.0"), ("d1", "2.2"), ("d8", "2.1")):
+            with pytest.raises(InvalidParameterError, match="model"):
+                svc.search_faces_by_vector(CollectionId=coll, Vector=dlib_vector, ModelVersion=version)
 
 
 def test_video_matcher_refuses_tracks_of_another_model(home: Path) -> None:

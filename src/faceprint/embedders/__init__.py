@@ -9,7 +9,7 @@ from faceprint.embedders.base import Embedder
 
 log = logging.getLogger(__name__)
 
-EMBEDDER_NAMES = ("auto", "onnx", "dlib", "int8")
+EMBEDDER_NAMES = ("auto", "onnx", "dlib", "int8", "int8-rtn")
 _cache: dict[str, Embedder] = {}
 _lock = threading.RLock()
 
@@ -21,21 +21,23 @@ def _load(name: str) -> Embedder:
         return DlibEmbedder()
     from faceprint.embedders.onnx_resnet import OnnxEmbedder
 
-    if name == "int8":  # its own vectors (FaceModelVersion 2.1): no fallback to the float32 network
+    if name in ("int8", "int8-rtn"):  # their own vectors (2.2 and 2.1): no fallback to the float32 network
         from faceprint.embedders.quantized import ensure_int8_model
 
-        embedder = OnnxEmbedder(ensure_int8_model())
-        embedder.name = embedder.model_version = "int8"
+        embedder = OnnxEmbedder(ensure_int8_model(rounding=name == "int8"))
+        embedder.name = embedder.model_version = name
         return embedder
 
     return OnnxEmbedder()
 
 
 def get_embedder(name: str = "auto") -> Embedder:
-    """The process-wide embedder `name`: "onnx", "dlib", "auto" (onnx when it loads, else dlib) or "int8".
+    """The process-wide embedder `name`: "onnx", "dlib", "auto" (onnx when it loads, else dlib), "int8" or
+    "int8-rtn".
 
-    The first three run the same float32 network, so their vectors are interchangeable; "int8" runs its
-    quantised version (`faceprint.embedders.quantized`), whose vectors are another model version's.
+    The first three run the same float32 network, so their vectors are interchangeable; "int8" and
+    "int8-rtn" run its quantised versions (`faceprint.embedders.quantized`: GPTQ-rounded weights, and
+    rounded to nearest), whose vectors are other model versions'.
     """
     if name not in EMBEDDER_NAMES:
         raise ValueError(f"unknown embedder {name!r}; choose one of {', '.join(EMBEDDER_NAMES)}")

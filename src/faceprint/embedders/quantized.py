@@ -8,11 +8,17 @@ How it is made (issue 13, measured in bench/RESULTS.md):
 - `reduce_range`: weights use 7 bits. On AVX2 CPUs without VNNI, ONNX Runtime's u8s8 kernels add pairs of
   products in 16 bits, which saturate with 8-bit weights; that moved descriptors by up to 0.245 (L2, unit
   vectors). With 7 bits the largest movement measured was 0.04;
-- the ranges were fitted on the 12 views and mirrors of Congress portraits (US government works) of members
-  who are not LFW people, so no LFW face, where accuracy is measured, shaped them.
+- the weights' codes are not rounded to nearest but chosen by GPTQ (`faceprint.embedders.gptq`), which
+  halved the descriptors' movement; the codes ship as their differences from round-to-nearest in
+  `faceprint/data/dlib_int8_rounding.npz`, checked by a hash of the result, so every installation runs the
+  same network;
+- the ranges and the codes were fitted on the 12 views and mirrors of Congress portraits (US government
+  works) of members who are not LFW people, so no LFW face, where accuracy is measured, shaped them.
 
-The int8 model is derived from the float32 conversion (itself derived from the installed dlib weights) and
-the shipped ranges, and cached beside it; a stamp records both, so a change of either rebuilds it.
+The int8 model is derived from the float32 conversion (itself derived from the installed dlib weights), the
+shipped ranges and the shipped rounding, and cached beside it; a stamp records them, so a change of any
+rebuilds it. `rounding=False` builds FaceModelVersion 2.1's round-to-nearest network, kept so that
+collections of 2.1 keep working.
 """
 
 from __future__ import annotations
@@ -34,13 +40,73 @@ from faceprint.files import sha256_file, write_atomically
 
 RANGES_VERSION = "1"
 QUANTIZER_VERSION = "2"  # bump when the quantisation settings change: cached int8 models are then rebuilt
-INT8_FILE = f"{MODEL_NAME}.int8-r{RANGES_VERSION}-q{QUANTIZER_VERSION}.onnx"
+ROUNDING_VERSION = "1"
+RTN_FILE = f"{MODEL_NAME}.int8-r{RANGES_VERSION}-q{QUANTIZER_VERSION}.onnx"  # FaceModelVersion 2.1
+INT8_FILE = f"{MODEL_NAME}.int8-r{RANGES_VERSION}-q{QUANTIZER_VERSION}-g{ROUNDING_VERSION}.onnx"  # 2.2
 _lock = threading.Lock()
+
+
+def _data(name: str) -> Path:
+    return Path(str(resources.files("faceprint") / "data" / name))
 
 
 def ranges_path() -> Path:
     """The shipped activation ranges (package data)."""
-    return Path(str(resources.files("faceprint") / "data" / "dlib_int8_ranges.json"))
+    return _data("dlib_int8_ranges.json")
+
+
+def rounding_path() -> Path:
+    """The shipped GPTQ codes, as differences from round-to-nearest (package data)."""
+    return _data("dlib_int8_rounding.npz")
+
+
+def _codes_digest(codes: dict[str, np.ndarray]) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(codes):
+        digest.update(name.encode() + b"\0" + np.ascontiguousarray(codes[name], dtype=np.int8).tobytes())
+    return digest.hexdigest()
+
+
+def _weight_codes(model) -> dict[str, np.ndarray]:
+    """The int8 weight initializers of a QDQ model's Conv nodes, by name."""
+    from onnx import numpy_helper
+
+    producer = {out: n for n in model.graph.node for out in n.output}
+    names = {
+        producer[n.input[1]].input[0]
+        for n in model.graph.node
+        if n.op_type == "Conv"
+        and n.input[1] in producer
+        and producer[n.input[1]].op_type == "DequantizeLinear"
+    }
+    return {i.name: numpy_helper.to_array(i) for i in model.graph.initializer if i.name in names}
+
+
+def _apply_rounding(path: Path, rounding: Path) -> None:
+    """Replace the round-to-nearest weight codes of the QDQ model at `path` by the shipped ones."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    rtn = _weight_codes(model)
+    with np.load(rounding) as shipped:
+        meta = json.loads(str(shipped["meta"]))
+        diffs = {k.removeprefix("diff:"): shipped[k] for k in shipped.files if k.startswith("diff:")}
+    if set(diffs) != set(rtn):
+        raise ValueError(f"{rounding.name} does not match this int8 model's layers; refit it")
+    codes = {k: (rtn[k].astype(np.int16) + diffs[k]).astype(np.int8) for k in rtn}
+    if _codes_digest(codes) != meta["codes_sha256"]:
+        raise ValueError(
+            f"{rounding.name} was fitted on another round-to-nearest int8 model (another float32 conversion "
+            "or ONNX Runtime quantiser); refit it with bench/quantize.py --fit-rounding"
+        )
+    for init in model.graph.initializer:
+        if init.name in codes:
+            init.CopyFrom(numpy_helper.from_array(codes[init.name], init.name))
+    data = model.SerializeToString()
+    write_atomically(path, lambda fh: fh.write(data))
 
 
 @contextmanager
@@ -116,10 +182,40 @@ def fit_ranges(chips: np.ndarray, provenance: dict, out: Path | None = None) -> 
     return write_atomically(out, lambda fh: fh.write(text))
 
 
-def ensure_int8_model(cache: Path | None = None) -> Path:
-    """Path of the int8 model in the cache, built (about 10 s) when missing or stale."""
+def fit_rounding(chips: np.ndarray, provenance: dict, out: Path | None = None) -> Path:
+    """Choose the weight codes by GPTQ with Hessians measured on `chips` and write the rounding file
+    (maintainers run this through `bench/quantize.py --fit-rounding`; the result ships as package data)."""
+    import onnx
+
+    from faceprint.embedders.gptq import round_qdq_model
+
+    out = out or rounding_path()
+    fp32 = ensure_onnx_model()
+    with tempfile.TemporaryDirectory(prefix="faceprint-int8-") as tmp:
+        rtn_path = Path(tmp) / "rtn.onnx"
+        _quantize(fp32, rtn_path, ranges=json.loads(ranges_path().read_text())["ort_calibration"])
+        rtn = _weight_codes(onnx.load(str(rtn_path)))
+        codes = round_qdq_model(rtn_path, fp32, INPUT_NAME, chips)
+    meta = {
+        "rounding_version": ROUNDING_VERSION,
+        "float_model_sha256": sha256_file(fp32),
+        "ranges_sha256": sha256_file(ranges_path()),
+        "codes_sha256": _codes_digest(codes),
+        "provenance": provenance,
+    }
+    diffs = {f"diff:{k}": (codes[k].astype(np.int16) - rtn[k]).astype(np.int8) for k in codes}
+
+    def write(fh) -> None:
+        np.savez_compressed(fh, meta=np.array(json.dumps(meta, sort_keys=True)), **diffs)
+
+    return write_atomically(out, write)
+
+
+def ensure_int8_model(cache: Path | None = None, rounding: bool = True) -> Path:
+    """Path of the int8 model in the cache, built (about 10 s) when missing or stale: with the shipped GPTQ
+    codes (FaceModelVersion 2.2), or rounded to nearest with `rounding=False` (2.1)."""
     fp32 = ensure_onnx_model(cache=cache)
-    out = (cache or config.cache_dir()) / INT8_FILE
+    out = (cache or config.cache_dir()) / (INT8_FILE if rounding else RTN_FILE)
     stamp_file = stamp_path(out)
     source = ranges_path()
     stamp = {
@@ -127,6 +223,9 @@ def ensure_int8_model(cache: Path | None = None) -> Path:
         "ranges_size": source.stat().st_size,
         "ranges_mtime_ns": source.stat().st_mtime_ns,
     }
+    if rounding:
+        stamp["rounding_size"] = rounding_path().stat().st_size
+        stamp["rounding_mtime_ns"] = rounding_path().stat().st_mtime_ns
     with _lock:
         try:
             if out.is_file() and json.loads(stamp_file.read_text()) == stamp:
@@ -140,6 +239,8 @@ def ensure_int8_model(cache: Path | None = None) -> Path:
                 "refit it with bench/quantize.py --fit-ranges"
             )
         _quantize(fp32, out, ranges=doc["ort_calibration"])
+        if rounding:
+            _apply_rounding(out, rounding_path())
         text = json.dumps(stamp).encode()
         write_atomically(stamp_file, lambda fh: fh.write(text))
     return out

@@ -1,7 +1,7 @@
 """The face models: one sub-folder per model, and the registry that names them.
 
-- `dlib/`: the built-in models, dlib's ResNet: "dlib" (float32, FaceModelVersion 2.0) and "dlib-int8"
-  (quantised, 2.1);
+- `dlib/`: the built-in models, dlib's ResNet: "dlib" (float32, FaceModelVersion 2.0), "dlib-int8"
+  (quantised, 2.2) and "dlib-int8-2.1" (the first quantisation, kept for its collections);
 - `onnx_file/`: ONNX files a user adds (`faceprint models add`), FaceModelVersion 100.k;
 - `aligners.py`: aligners shared by models (ArcFace five-point template, detector box).
 
@@ -17,13 +17,19 @@ import threading
 from faceprint.errors import ResourceNotFoundError
 from faceprint.models.base import Calibration, FaceGeometry, FaceModel, unit_rows
 
-BUILTIN = ("dlib", "dlib-int8")
+BUILTIN = ("dlib", "dlib-int8", "dlib-int8-2.1")
 # Models installed on demand, each a sub-package exposing `NAME`, `VERSION`, `catalogue_entry() -> dict`
 # (what `models list` shows, with "Installed") and `load() -> FaceModel | None` (None: not installed).
 INSTALLABLE = {"faceres": "faceprint.models.faceres", "dlib+faceres": "faceprint.models.ensemble"}
 RESERVED = tuple(INSTALLABLE)  # names an added ONNX model cannot take
 # FaceModelVersion of every model faceprint knows by name (added ONNX files get 100.k, see onnx_file).
-BUILTIN_VERSIONS = {"dlib": "2.0", "dlib-int8": "2.1", "faceres": "3.0", "dlib+faceres": "4.0"}
+BUILTIN_VERSIONS = {
+    "dlib": "2.0",
+    "dlib-int8": "2.2",
+    "dlib-int8-2.1": "2.1",
+    "faceres": "3.0",
+    "dlib+faceres": "4.0",
+}
 # What `models list` says of an installable model whose sub-package is not in this installation.
 _PENDING = {
     "faceres": {"Dimension": 1024, "Description": "HSE MobileNet (VGGFace2), from npm @vladmandic/human"},
@@ -58,6 +64,10 @@ def _load(name: str) -> FaceModel:
         from faceprint.models.dlib import int8_model
 
         return int8_model()
+    if name == "dlib-int8-2.1":
+        from faceprint.models.dlib import int8_model
+
+        return int8_model(rounding=False)
     if name in INSTALLABLE:
         module = _installable(name)
         model = module.load() if module is not None else None

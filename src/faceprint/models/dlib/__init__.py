@@ -1,9 +1,11 @@
-"""The built-in models: dlib's 2017 ResNet (128-D) run by ONNX Runtime, in two versions.
+"""The built-in models: dlib's 2017 ResNet (128-D) run by ONNX Runtime, in three versions.
 
 - "dlib", FaceModelVersion 2.0: the float32 network (or dlib itself);
-- "dlib-int8", FaceModelVersion 2.1: the same network quantised to int8 (`faceprint.embedders.quantized`),
-  the same 12 views. Its vectors are close to 2.0's but not equal, so it has its own version, calibration
-  table and cohort, and collections of the two never mix.
+- "dlib-int8", FaceModelVersion 2.2: the same network quantised to int8 with GPTQ-chosen weight codes
+  (`faceprint.embedders.quantized`), the same 12 views. Its vectors are close to 2.0's but not equal, so it
+  has its own version, calibration table and cohort, and collections of the two never mix;
+- "dlib-int8-2.1", FaceModelVersion 2.1: the first int8 network (weights rounded to nearest), kept so that
+  collections made with it keep working; `collections migrate` moves them to 2.2.
 
 Their parts: the 12-view dlib chip aligner (`aligner.py`), the embedder (`faceprint.embedders`), the raw
 Similarity map of its L2 distances (`D50_MAP`), and the calibration table and cohort shipped in
@@ -24,11 +26,13 @@ from faceprint.models.dlib.aligner import (
 )
 from faceprint.similarity_maps import DistanceMap
 
-# Model 2.1: model 2.0's views, embedded by the int8 network (the version names the vectors, not the views).
-INT8_DESCRIPTOR = Descriptor("2.1", DESCRIPTOR.alignments, DESCRIPTOR.paddings, DESCRIPTOR.mirror)
+# Models 2.2 and 2.1: model 2.0's views, embedded by an int8 network (the version names the vectors).
+INT8_DESCRIPTOR = Descriptor("2.2", DESCRIPTOR.alignments, DESCRIPTOR.paddings, DESCRIPTOR.mirror)
+RTN_DESCRIPTOR = Descriptor("2.1", DESCRIPTOR.alignments, DESCRIPTOR.paddings, DESCRIPTOR.mirror)
 
 NAME = "dlib"
 INT8_NAME = "dlib-int8"
+RTN_NAME = "dlib-int8-2.1"
 DIM = 128
 # Raw map of dlib's distances: Similarity 50 at d = 0.6; 80 at d = 0.424, dlib's published same-person
 # threshold carried over to unit-length vectors. Scoring before cohort normalisation, raw distances.
@@ -103,17 +107,25 @@ class DlibModel(FaceModel):
         return scorer
 
 
-def int8_model() -> DlibModel:
-    """Model 2.1: model 2.0's views through the int8 network."""
-    from faceprint.embedders.quantized import INT8_FILE
+def int8_model(rounding: bool = True) -> DlibModel:
+    """Model 2.2 (GPTQ-rounded int8 weights), or 2.1 (rounded to nearest) with `rounding=False`."""
+    from faceprint.embedders.quantized import INT8_FILE, RTN_FILE
 
-    model = DlibModel(
-        "int8",
-        INT8_DESCRIPTOR,
-        INT8_NAME,
-        "dlib's 2017 ResNet quantised to int8 (static, 7-bit weights), 12 aligned views, ONNX Runtime",
-    )
-    model.cache_salt = INT8_FILE  # names the ranges and quantiser versions: a new int8 build re-embeds
+    if rounding:
+        model = DlibModel(
+            "int8",
+            INT8_DESCRIPTOR,
+            INT8_NAME,
+            "dlib's 2017 ResNet quantised to int8 (static, 7-bit GPTQ weights), 12 aligned views",
+        )
+    else:
+        model = DlibModel(
+            "int8-rtn",
+            RTN_DESCRIPTOR,
+            RTN_NAME,
+            "the first int8 dlib ResNet (7-bit weights rounded to nearest), kept for its collections",
+        )
+    model.cache_salt = INT8_FILE if rounding else RTN_FILE  # a new int8 build re-embeds the LFW caches
     return model
 
 
@@ -124,6 +136,7 @@ __all__ = [
     "DESCRIPTOR",
     "INT8_NAME",
     "NAME",
+    "RTN_NAME",
     "Descriptor",
     "DlibModel",
     "int8_model",
