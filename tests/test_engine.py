@@ -130,9 +130,10 @@ def test_knn_examples_are_all_identified(engine: FaceEngine) -> None:
 
 
 def test_descriptor_averages_every_view_and_has_unit_length() -> None:
-    """Model 2.0: 5- and 68-point chips at three paddings, each with its mirror image, averaged."""
+    """The default model (2.2, int8): 5- and 68-point chips at three paddings, each with its mirror image,
+    averaged."""
     engine = FaceEngine.shared()
-    assert engine.model_version == "2.0" and engine.descriptor.passes == 12
+    assert engine.model_version == "2.2" and engine.descriptor.passes == 12
     face = engine.analyze(EXAMPLES / "obama.jpg")[0]
     assert face.views.shape == (6, 150, 150, 3) and face.views.dtype == np.uint8
     assert np.array_equal(face.views[1], face.chip)  # the 5-point chip at padding 0.25 is dlib's own

@@ -54,9 +54,9 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             ]
             == "100.1"
         )
-        assert svc.create_collection(CollectionId="dl")["FaceModelVersion"] == "2.0"  # the default
-        d8 = svc.create_collection(CollectionId="d8", Tags={"faceprint:model": "dlib-int8"})
-        assert d8["FaceModelVersion"] == "2.2"
+        dl = svc.create_collection(CollectionId="dl", Tags={"faceprint:model": "dlib"})
+        assert dl["FaceModelVersion"] == "2.0"
+        assert svc.create_collection(CollectionId="d8")["FaceModelVersion"] == "2.2"  # the default
         d1 = svc.create_collection(CollectionId="d1", Tags={"faceprint:model": "dlib-int8-2.1"})
         assert d1["FaceModelVersion"] == "2.1"
         for person in PEOPLE:
@@ -121,7 +121,7 @@ def test_video_matcher_refuses_tracks_of_another_model(home: Path) -> None:
     with CollectionMatcher(home, "mf", 30) as matcher:
         assert matcher.model.name == "mobileface"
         with pytest.raises(InvalidParameterError, match="cannot be compared"):
-            matcher.matches(vector, "2.0")
+            matcher.matches(vector, "2.2")
 
 
 def test_users_of_a_mobileface_collection(home: Path) -> None:
@@ -185,14 +185,14 @@ def test_boto3_collection_tagged_with_its_model(home: Path) -> None:
         )
         made = client.create_collection(CollectionId="wire-mf", Tags={"faceprint:model": "mobileface"})
         assert made["FaceModelVersion"] == "100.1"
-        assert client.create_collection(CollectionId="wire-dl")["FaceModelVersion"] == "2.0"
+        assert client.create_collection(CollectionId="wire-dl")["FaceModelVersion"] == "2.2"  # the default
         for coll in ("wire-mf", "wire-dl"):
             for person in PEOPLE:
                 image = sorted((TRAIN / person).iterdir())[0]
                 client.index_faces(
                     CollectionId=coll, Image={"Bytes": image.read_bytes()}, ExternalImageId=person
                 )
-        for coll, version in (("wire-mf", "100.1"), ("wire-dl", "2.0")):
+        for coll, version in (("wire-mf", "100.1"), ("wire-dl", "2.2")):
             resp = client.search_faces_by_image(
                 CollectionId=coll, Image=probe("biden"), FaceMatchThreshold=30
             )
@@ -223,7 +223,7 @@ def test_migrate_re_embeds_from_kept_crops_and_refuses_without_them(home: Path) 
         for pair in resp["Faces"]:
             old, new = source[pair["SourceFaceId"]], migrated[pair["FaceId"]]
             assert old["ImageId"] == new["ImageId"] and old["ExternalImageId"] == new["ExternalImageId"]
-            assert old["IndexFacesModelVersion"] == "2.0" and new["IndexFacesModelVersion"] == "100.1"
+            assert old["IndexFacesModelVersion"] == "2.2" and new["IndexFacesModelVersion"] == "100.1"
         found = svc.search_faces_by_image(
             CollectionId="kept-mf", Image=probe("rose_leslie"), FaceMatchThreshold=30
         )

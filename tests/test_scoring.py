@@ -54,7 +54,7 @@ def test_scorer_is_adaptive_s_norm_of_the_cosine(scorer: scoring.Scorer, vectors
     assert same > scorer.pair(a, b) and scorer.false_match_rate(same) < scorer.false_match_rate(
         scorer.pair(a, b)
     )
-    assert len(scorer.cohort) >= scorer.top_k and scorer.cohort.model_version == "2.0"
+    assert len(scorer.cohort) >= scorer.top_k and scorer.cohort.model_version == "2.2"
 
 
 def test_compare_faces_reports_the_normalised_similarity(scorer: scoring.Scorer) -> None:
@@ -135,7 +135,7 @@ def test_search_re_ranks_by_the_normalised_score(tmp_path: Path, scorer: scoring
 def test_a_cohort_of_another_model_is_refused(tmp_path: Path, monkeypatch, scorer) -> None:
     with Collections(home=tmp_path / "home") as svc:
         _index(svc, "c")
-    for version, dim in (("1.1", 128), ("2.0", 64)):
+    for version, dim in (("1.1", 128), ("2.2", 64)):
         vectors = np.random.default_rng(0).standard_normal((300, dim)).astype(np.float32)
         path = scoring.Cohort.from_vectors(vectors, version, {}).save(
             tmp_path / f"cohort-{version}-{dim}.npz"
@@ -206,10 +206,10 @@ def test_cohort_build_cli(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     cohort = scoring.Cohort.load(target)
-    assert 400 <= len(cohort) <= 405 and cohort.model_version == "2.0" and cohort.dim == 128
+    assert 400 <= len(cohort) <= 405 and cohort.model_version == "2.2" and cohort.dim == 128
     assert cohort.provenance["people"] == len(cohort) and (target.stat().st_mode & 0o077) == 0
-    custom = scoring.Scorer("2.0", scoring.default_scorer().table, cohort)
-    custom.check("2.0", 128)
+    custom = scoring.Scorer("2.2", scoring.default_scorer().table, cohort)
+    custom.check("2.2", 128)
     a, b = (FaceEngine.shared().embed_image(_lfw("Tony_Blair", n)) for n in (1, 2))
     assert custom.pair(a, b) > 50
 

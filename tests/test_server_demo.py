@@ -69,8 +69,8 @@ def test_demo_collection_of_an_older_model_is_rebuilt(tmp_path: Path, monkeypatc
         service.store.create_collection(DEMO_COLLECTION, "1.1", {})
     messages: list[str] = []
     indexed = prepare_demo_collection(echo=lambda msg, err=False: messages.append(msg))
-    assert indexed > 0 and "rebuilding demo collection 'demo' for model 2.0" in messages[0]
+    assert indexed > 0 and "rebuilding demo collection 'demo' for model 2.2" in messages[0]
     with Collections(tmp_path / "home") as service:
         described = service.describe_collection(CollectionId=DEMO_COLLECTION)
-        assert (described["FaceModelVersion"], described["FaceCount"]) == ("2.0", indexed)
+        assert (described["FaceModelVersion"], described["FaceCount"]) == ("2.2", indexed)
     assert prepare_demo_collection(echo=messages.append) == 0  # current now: kept as it is

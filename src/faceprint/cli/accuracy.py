@@ -63,7 +63,7 @@ def _engine_options(func: F) -> F:
     func = click.option(
         "--model",
         default=None,
-        help="Face model (see `faceprint models list`) [default: $FACEPRINT_MODEL, else dlib].",
+        help="Face model (see `faceprint models list`) [default: $FACEPRINT_MODEL, else dlib-int8].",
     )(func)
     func = click.option("--embedder", type=click.Choice(EMBEDDERS), default="auto", show_default=True)(func)
     return click.option("--detector", type=click.Choice(DETECTORS), default="auto", show_default=True)(func)
@@ -302,8 +302,8 @@ def calibrate_command(
     as_json: bool,
 ) -> None:
     """Build the cohort from LFW's cohort folds and the calibration table from its calibration folds
-    (cohort-normalised scores) for a face model (--model, default dlib); write both (the cohort beside the
-    table, as cohort.npz: the package's for dlib, the model's folder in the home for an added model)."""
+    (cohort-normalised scores) for a face model (--model, default dlib-int8); write both (the cohort beside
+    the table: the package's for a built-in model, the model's folder in the home for an added model)."""
     from faceprint.accuracy.calibrate import run_calibration
 
     console = Console(stderr=True)

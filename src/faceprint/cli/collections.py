@@ -194,7 +194,7 @@ def collections_group() -> None:
 @click.option(
     "--model",
     default=None,
-    help="Face model of the collection's vectors [default: $FACEPRINT_MODEL, else dlib]; "
+    help="Face model of the collection's vectors [default: $FACEPRINT_MODEL, else dlib-int8]; "
     "see `faceprint models list`.",
 )
 def collections_create(

@@ -280,7 +280,7 @@ class Collections:
         account_id: str | None = None,
         model: str | None = None,
     ) -> None:
-        """`model`: the face model of collections created without one (`FACEPRINT_MODEL`, default dlib's;
+        """`model`: the face model of collections created without one (`FACEPRINT_MODEL`, default dlib-int8;
         the engine's when an engine is given)."""
         self.home = private_dir(Path(home).expanduser() if home is not None else home_dir())
         self.store: Store = open_store(self.home / "collections", database_url())
