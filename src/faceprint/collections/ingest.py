@@ -78,6 +78,12 @@ def _as_error(exc: BaseException) -> FaceprintError:
     return InternalServerError(f"{type(exc).__name__}: {exc}")
 
 
+def _split(batch: list[IndexResult], parts: int) -> list[list[IndexResult]]:
+    """`batch` in up to `parts` consecutive pieces of about equal size (none when it is empty)."""
+    size = -(-len(batch) // max(1, parts)) if batch else 0
+    return [batch[i : i + size] for i in range(0, len(batch), size)] if size else []
+
+
 class Indexer:
     """IndexFaces over many images, pipelined; see the module docstring."""
 
@@ -122,11 +128,13 @@ class Indexer:
         exhausted = False
         with ThreadPoolExecutor(self.workers, thread_name_prefix="faceprint-index") as pool:
 
-            def submit_batch() -> None:
+            def submit_batch(last: bool = False) -> None:
+                """Queue the batch for embedding; the input's last one is split across the workers, so
+                that the tail of a run does not leave all but one CPU idle."""
                 nonlocal batch, prepared, chips
-                if batch:
-                    items = list(prepared.values())
-                    embedding.append((pool.submit(self._embed, batch, items), prepared))
+                for part in _split(batch, self.workers if last else 1):
+                    items = {r.position: prepared[r.position] for r in part if r.position in prepared}
+                    embedding.append((pool.submit(self._embed, part, list(items.values())), items))
                 batch, prepared, chips = [], {}, 0
 
             try:
@@ -150,7 +158,7 @@ class Indexer:
                         if chips >= self.batch_chips:
                             submit_batch()
                     if not ahead:  # the input is done (refilling stops only then)
-                        submit_batch()
+                        submit_batch(last=True)
                     # store the batches whose embedding is done (all of them once the input is done)
                     while embedding and (embedding[0][0].done() or not ahead or len(embedding) > 1):
                         future, items = embedding.popleft()
