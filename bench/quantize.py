@@ -9,8 +9,8 @@ unit vectors) and the search thresholds' margins.
 
     .venv/bin/python bench/quantize.py [--faces 96] [--repeats 3] [--json]
 
-The shipped int8 model (FaceModelVersion 2.1, `faceprint.embedders.quantized`) is also measured. Two more
-modes:
+The shipped int8 models (FaceModelVersions 2.1 and 2.2, `faceprint.embedders.quantized`) are also
+measured. Three more modes:
 
     .venv/bin/python bench/quantize.py --fit-ranges [--faces 96]    # refit data/dlib_int8_ranges.json
     .venv/bin/python bench/quantize.py --fit-rounding [--faces 96]  # refit data/dlib_int8_rounding.npz
@@ -132,36 +132,28 @@ CHIPS_SOURCE = (
 )
 
 
-def fit_shipped_ranges(faces: int) -> None:
-    """Refit the shipped activation ranges on Congress portraits of members who are not LFW people."""
-    from faceprint.embedders.quantized import fit_ranges
+FIT_METHODS = {
+    "ranges": "MinMax, per-channel int8 weights with reduce_range, uint8 activations, QDQ",
+    "rounding": "GPTQ per Conv (inputs in decreasing Hessian diagonal order, damping 0.01 of the mean "
+    "diagonal, blocks of 128), Hessians of the float32 model's inputs; scales of the quantiser kept",
+}
+
+
+def fit_shipped(what: str, faces: int) -> None:
+    """Refit the shipped activation ranges (`what` = "ranges") or GPTQ weight codes ("rounding") on
+    Congress portraits of members who are not LFW people."""
+    from faceprint.embedders.quantized import fit_ranges, fit_rounding
 
     chips = congress_chips(faces)
     provenance = {
         "chips": len(chips),
         "faces": faces,
         "source": CHIPS_SOURCE,
-        "method": "MinMax, per-channel int8 weights with reduce_range, uint8 activations, QDQ",
-        "command": "bench/quantize.py --fit-ranges",
-    }
-    print(fit_ranges(chips, provenance))
-
-
-def fit_shipped_rounding(faces: int) -> None:
-    """Refit the shipped GPTQ weight codes on the same Congress chips."""
-    from faceprint.embedders.quantized import fit_rounding
-
-    chips = congress_chips(faces)
-    provenance = {
-        "chips": len(chips),
-        "faces": faces,
-        "source": CHIPS_SOURCE,
-        "method": "GPTQ per Conv (inputs in decreasing Hessian diagonal order, damping 0.01 of the mean "
-        "diagonal, blocks of 128), Hessians of the float32 model's inputs; scales of the quantiser kept",
-        "command": "bench/quantize.py --fit-rounding",
+        "method": FIT_METHODS[what],
+        "command": f"bench/quantize.py --fit-{what}",
         "date": time.strftime("%Y-%m-%d"),
     }
-    print(fit_rounding(chips, provenance))
+    print((fit_ranges if what == "ranges" else fit_rounding)(chips, provenance))
 
 
 def lfw_rule(load: tuple[float, float, float]) -> dict:
@@ -200,11 +192,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     load = os.getloadavg()
-    if args.fit_ranges:
-        fit_shipped_ranges(args.faces)
-        return
-    if args.fit_rounding:
-        fit_shipped_rounding(args.faces)
+    if args.fit_ranges or args.fit_rounding:
+        fit_shipped("ranges" if args.fit_ranges else "rounding", args.faces)
         return
     if args.lfw:
         result = lfw_rule(load)
@@ -222,7 +211,8 @@ def main() -> None:
     paths = {
         "float32": fp32,
         **build_models(fp32, calibration, config.cache_dir() / "quantization-study"),
-        "int8_shipped_reduce_range": ensure_int8_model(),
+        "int8_2.1_round_to_nearest": ensure_int8_model(rounding=False),
+        "int8_2.2_gptq": ensure_int8_model(),
     }
     rows: dict[str, dict] = {}
     reference = None
