@@ -60,8 +60,9 @@ def tiny_model(tmp_path: Path, out_dim: int, name: str) -> Path:
     return path
 
 
-def test_builtin_dlib_is_the_default_and_dlib_int8_is_built_in(home: Path) -> None:
-    dlib, int8, rtn = get_model(), get_model("dlib-int8"), get_model("dlib-int8-2.1")
+def test_dlib_int8_is_the_default_and_every_dlib_version_is_built_in(home: Path) -> None:
+    dlib, int8, rtn = get_model("dlib"), get_model("dlib-int8"), get_model("dlib-int8-2.1")
+    assert get_model() is int8  # the default (FACEPRINT_MODEL unset)
     assert (dlib.name, dlib.version, dlib.dim, dlib.passes) == ("dlib", "2.0", 128, 12)
     assert (int8.name, int8.version, int8.dim, int8.passes) == ("dlib-int8", "2.2", 128, 12)
     assert (rtn.name, rtn.version) == ("dlib-int8-2.1", "2.1")  # the first int8 network, for its collections
