@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from faceprint.config import default_model
 from faceprint.detectors.base import Detector
 from faceprint.engine import MAX_FACES, FaceEngine, unit_rows
 from faceprint.rekognition import face_detail
@@ -49,7 +50,8 @@ class PipelineConfig:
     max_gap_ms: int = MAX_GAP_MS
     max_faces: int = MAX_FACES
     keyframe_every: int = KEYFRAME_EVERY  # full detection scan every n-th sample (1: every sample)
-    model: str = "dlib"  # face model that embeds the tracks (a searched collection's model)
+    # face model that embeds the tracks: a searched collection's, else the default (`FACEPRINT_MODEL`)
+    model: str = field(default_factory=default_model)
 
 
 @dataclass
