@@ -8,6 +8,10 @@ calibration folds, the FMR within each gender, the women/men FMR ratio and each 
 score (no cohort) is the baseline, measured in the same run.
 
     .venv/bin/python bench/cohort.py [--json]
+    .venv/bin/python bench/cohort.py --model sface --ks 100,200,400,800 --balanced-ks 100,200,400,800 --json
+
+`--model NAME` reads that model's cached vectors (default `dlib`, model 2.0, the figures of
+docs/accuracy.md's cohort table; an installed model needs its own `faceprint calibrate --model NAME` first).
 """
 
 from __future__ import annotations
@@ -28,12 +32,17 @@ from faceprint.scoring import cohort_stats, unit
 FMRS = (1e-3, 1e-4, 1e-5, 1e-6)
 
 
-def cached_lfw(model_version: str = "2.0", detector: str = "auto"):
-    """(vectors, persons, genders) of every detected LFW image in the accuracy cache."""
+def cached_lfw(model: str = "dlib", detector: str = "auto"):
+    """(vectors, persons, genders) of every detected LFW image in model `model`'s accuracy cache."""
     images = lfw.read_images()
-    from faceprint.models import model_for_version
+    from faceprint.models import get_model
 
-    path = cache_path("lfw", detector, model_version, model_for_version(model_version).cache_key())
+    face_model = get_model(model)
+    path = cache_path("lfw", detector, face_model.version, face_model.cache_key())
+    if not path.exists():
+        sys.exit(
+            f"no cached LFW vectors of model {model!r} ({path}): run `faceprint calibrate --model {model}`"
+        )
     with np.load(path, allow_pickle=False) as z:
         pos = {str(k): i for i, k in enumerate(z["keys"])}
         status, vectors = z["status"], z["vectors"]
@@ -94,13 +103,17 @@ def main() -> None:
     ap.add_argument("--ks", default="50,100,200,400")
     ap.add_argument("--size", type=int, default=3000, help="cohort size for the k sweep and balance test")
     ap.add_argument("--k", type=int, default=200, help="k for the size sweep and balance test")
+    ap.add_argument("--model", default="dlib", help="face model whose cached vectors are read [dlib: 2.0]")
+    ap.add_argument(
+        "--balanced-ks", default="", help="also measure the gender-balanced cohort at these k (by_k)"
+    )
     args = ap.parse_args()
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     t_start = time.perf_counter()
-    x, persons, genders = cached_lfw()
+    x, persons, genders = cached_lfw(args.model)
     usable = np.ones(len(x), bool)
     log(f"{len(x)} detected LFW images; held-out {int(folds.in_role(persons, 'heldout').sum())}")
-    result: dict = {"bench": "cohort", "raw": measure(x, persons, genders, None, 0, log)}
+    result: dict = {"bench": "cohort", "model": args.model, "raw": measure(x, persons, genders, None, 0, log)}
     result["by_k"] = {}
     for k in (int(v) for v in args.ks.split(",")):
         idx = folds.pick_cohort(persons, usable, args.size)
@@ -114,6 +127,12 @@ def main() -> None:
     log(f"balanced cohort: {len(idx)} faces, {women} of women")
     result["balanced"] = measure(x, persons, genders, idx, args.k, log)
     result["balanced"]["faces"] = len(idx)
+    result["balanced"]["women_faces"] = int(women)
+    if args.balanced_ks:
+        result["balanced_by_k"] = {
+            str(k): measure(x, persons, genders, idx, k, log)
+            for k in (int(v) for v in args.balanced_ks.split(","))
+        }
     plain = folds.pick_cohort(persons, usable, args.size)
     result["plain_women_share"] = round(
         sum(genders.get(persons[i]) == "female" for i in plain) / len(plain), 3
