@@ -62,6 +62,26 @@ def test_install_writes_private_files_and_lists_the_model(sface_home) -> None:
     assert models["sface"]["Installed"] and models["sface"]["Calibration"] == "uncalibrated"
 
 
+def test_calibrate_builds_sface_a_gender_balanced_cohort(sface_home) -> None:
+    """sface's cohort recipe (docs/accuracy.md: women/men FMR ratio 3.1 with LFW's mix, 1.3 balanced):
+    as many women as men of LFW's cohort folds; dlib keeps LFW's own mix."""
+    from types import SimpleNamespace
+
+    from faceprint.accuracy import calibrate, lfw
+    from faceprint.accuracy.embeddings import DETECTED
+    from faceprint.models import get_model
+
+    images = lfw.read_images()
+    genders = lfw.person_genders(images)
+    detected = SimpleNamespace(status=np.full(len(images.paths), DETECTED))
+    women = {}
+    for name in ("sface", "dlib"):
+        idx = calibrate.pick_cohort(images, detected, balanced=calibrate.balanced_for(get_model(name)))
+        women[name] = (sum(genders.get(images.persons[i]) == "female" for i in idx), len(idx))
+    assert women["sface"][0] * 2 == women["sface"][1] and 2000 <= women["sface"][1] < calibrate.COHORT_SIZE
+    assert women["dlib"][1] == calibrate.COHORT_SIZE and women["dlib"][0] < calibrate.COHORT_SIZE / 3
+
+
 def test_sface_vectors_are_pinned_on_real_photos(sface_home) -> None:
     from faceprint.engine import FaceEngine
     from faceprint.images import load_image

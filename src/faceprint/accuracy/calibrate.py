@@ -40,7 +40,8 @@ MIN_TAIL_PAIRS = 100
 TAIL_FMR_START = 1e-4
 COHORT_SIZE = 3000
 TOP_K = 400
-BALANCED_COHORT = False  # see docs/accuracy.md, "The cohort": measured both ways
+BALANCED_COHORT = False  # see docs/accuracy.md, "The cohort": measured both ways; a model may differ
+# (`FaceModel.balanced_cohort`: sface's cohort is gender-balanced)
 # Similarity of a normalised score z: 100 / (1 + exp(-(z - centre) / scale)). Fixed (a table rebuilt on other
 # data keeps the scale), chosen once on the calibration folds so that Rekognition's 80 still means a lax
 # threshold (FMR about 1e-2, as 80 did with raw scores), the 1:1 default sits near 92 and genuine pairs
@@ -216,6 +217,11 @@ def _distance(cos: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(0.0, 2.0 - 2.0 * np.asarray(cos, np.float64)))
 
 
+def balanced_for(model) -> bool:
+    """Whether `faceprint calibrate` builds `model`'s LFW cohort gender-balanced (its recipe)."""
+    return bool(getattr(model, "balanced_cohort", BALANCED_COHORT))
+
+
 def pick_cohort(images, es, size: int = COHORT_SIZE, balanced: bool = BALANCED_COHORT) -> np.ndarray:
     """Indices (into `images`) of the cohort images: detected faces of cohort-fold people."""
     from faceprint.accuracy import folds, lfw
@@ -300,7 +306,8 @@ def run_calibration(
         policy, fallback, balanced = "largest", False, False
     else:
         images, root, dataset = lfw.read_images(), lfw.lfw_root(), "lfw"
-        policy, fallback, balanced = "central", True, BALANCED_COHORT
+        policy, fallback = "central", True
+        balanced = balanced_for(getattr(engine, "model", None))
     if max_images:
         images = lfw.LfwImages(
             images.paths[:max_images], images.persons[:max_images], images.genders[:max_images]
@@ -390,6 +397,7 @@ def run_calibration(
         "output": str(output),
         "cohort": str(cohort_written or cohort_file),
         "cohort_faces": len(cohort),
+        "cohort_gender_balanced": bool(cohort.provenance.get("gender_balanced", False)),
         "model_version": engine.model_version,
         "images_scored": counts["images_scored"],
         "images_without_face": counts["images_without_face"],

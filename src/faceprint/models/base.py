@@ -102,6 +102,9 @@ class FaceModel:
     kind: str = "builtin"  # "builtin" | "onnx-file" | "installable" | ...
     description: str = ""
     cache_salt: str = ""  # extra text in the LFW cache key (e.g. an ONNX file's sha256 and settings)
+    # `faceprint calibrate`'s LFW cohort: gender-balanced (women and men alternate; docs/accuracy.md) or
+    # LFW's own mix (False)
+    balanced_cohort: bool = False
     _embedder: Embedder | None = field(default=None, repr=False)
     _loading: threading.Thread | None = field(default=None, repr=False)
     _load_error: BaseException | None = field(default=None, repr=False)
