@@ -59,7 +59,8 @@ def test_install_writes_private_files_and_lists_the_model(sface_home) -> None:
     listed = CliRunner().invoke(cli, ["models", "list", "--home", str(home), "--json"])
     assert listed.exit_code == 0, listed.output
     models = {m["Name"]: m for m in json.loads(listed.output)["Models"]}
-    assert models["sface"]["Installed"] and models["sface"]["Calibration"] == "uncalibrated"
+    # calibrated on install: the table and gender-balanced cohort faceprint ships for it (docs/accuracy.md)
+    assert models["sface"]["Installed"] and models["sface"]["Calibration"] == "calibrated"
 
 
 def test_calibrate_builds_sface_a_gender_balanced_cohort(sface_home) -> None:
@@ -131,3 +132,22 @@ def test_remove_sface_says_where_and_lists_it_as_installable(sface_home, tmp_pat
         from faceprint.models import forget
 
         forget("sface")
+
+
+def test_shipped_calibration_scores_real_photos_until_the_home_has_its_own(sface_home) -> None:
+    from faceprint.engine import FaceEngine
+    from faceprint.models import get_model
+
+    home, _ = sface_home
+    model = get_model("sface")
+    assert model.calibration().table.endswith("faceprint/data/calibration-5.0.json")  # nothing of its own yet
+    assert model.calibration_files()[0] == home / "models" / "sface" / "calibration.json"  # calibrate's target
+    scorer = model.scorer()
+    assert scorer.calibrated and scorer.cohort.model_version == "5.0"
+    assert scorer.cohort.provenance["gender_balanced"]
+    engine = FaceEngine(model="sface")
+    obama, obama2, biden = (engine.embed_image(p) for p in PHOTOS)
+    same, other = scorer.pair(obama, obama2), scorer.pair(obama, biden)
+    threshold = scorer.default_compare_threshold()
+    assert same >= threshold > other, (same, threshold, other)
+    assert scorer.false_match_rate(same) < 1e-3 < scorer.false_match_rate(other)

@@ -30,7 +30,8 @@ def raw_scorer(model=None) -> Scorer:
     from faceprint.accuracy.calibrate import raw_path
     from faceprint.models import get_model
 
-    path = (model or get_model()).calibration_files()[0]
+    model_in_use = model or get_model()
+    path = model_in_use.calibration().table or model_in_use.calibration_files()[0]
     table = calibration.table(str(raw_path(path)))
     scorer = Scorer(table.model_version, table, None)
     if model is not None:

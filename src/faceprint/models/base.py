@@ -219,9 +219,12 @@ class FaceModel:
 
 class FolderCalibrated(FaceModel):
     """A model whose calibration table and cohort live in its own folder (`self.folder`), written there by
-    `faceprint calibrate --model NAME`; uncalibrated (false match rates unknown) until both exist."""
+    `faceprint calibrate --model NAME`. Without them it uses the pair faceprint ships for it
+    (`shipped_calibration`: file names in `faceprint/data/`), if any; else it is uncalibrated (false
+    match rates unknown)."""
 
     folder: Path
+    shipped_calibration: tuple[str, str] | None = None
 
     @property
     def table_path(self) -> Path:
@@ -232,16 +235,29 @@ class FolderCalibrated(FaceModel):
         return self.folder / "cohort.npz"
 
     def calibration_files(self) -> tuple[Path, Path]:
+        """Where `faceprint calibrate` writes this model's table and cohort."""
         return self.table_path, self.cohort_path
 
-    def calibration(self) -> Calibration:
+    def _files_in_use(self) -> tuple[Path, Path] | None:
         if self.table_path.is_file() and self.cohort_path.is_file():
-            return Calibration("calibrated", str(self.table_path), str(self.cohort_path))
-        return Calibration("uncalibrated")
+            return self.table_path, self.cohort_path
+        if self.shipped_calibration:
+            from importlib import resources
+
+            data = Path(str(resources.files("faceprint") / "data"))
+            table, cohort = (data / name for name in self.shipped_calibration)
+            if table.is_file() and cohort.is_file():
+                return table, cohort
+        return None
+
+    def calibration(self) -> Calibration:
+        files = self._files_in_use()
+        return Calibration("calibrated", *map(str, files)) if files else Calibration("uncalibrated")
 
     def scorer(self) -> Scorer:
         from faceprint.scoring import model_scorer, uncalibrated_scorer
 
-        if not self.calibration().calibrated:
+        files = self._files_in_use()
+        if files is None:
             return uncalibrated_scorer(self.version)
-        return model_scorer(str(self.table_path), str(self.cohort_path), self.version)
+        return model_scorer(str(files[0]), str(files[1]), self.version)

@@ -70,7 +70,11 @@ def spec(sha256: str = ""):
 
 
 class SfaceModel(FolderCalibrated):
-    """sface as a `FaceModel`: ArcFace five-point crop at 112, no mirror, cosine on 128-D vectors."""
+    """sface as a `FaceModel`: ArcFace five-point crop at 112, no mirror, cosine on 128-D vectors. Its
+    calibration ships with faceprint (`calibration-5.0.json`, and a gender-balanced `cohort-5.0.npz` of
+    LFW's cohort folds); `faceprint calibrate --model sface` writes the home's own, which then wins."""
+
+    shipped_calibration = ("calibration-5.0.json", "cohort-5.0.npz")
 
     def __init__(self, where: Path | None = None) -> None:
         from faceprint.models.onnx_file import OnnxFileEmbedder
