@@ -24,6 +24,30 @@ if not DATA.is_dir():
 T = TypeVar("T")
 
 
+def installed_model_home(
+    tmp_path_factory: pytest.TempPathFactory, name: str, forget_too: tuple[str, ...] = ()
+) -> Iterator[tuple[Path, dict]]:
+    """A home with the installable model `name` installed through the CLI (`faceprint models install`), as
+    FACEPRINT_HOME for as long as the caller's fixture lives; yields the home and the install's JSON."""
+    import json
+
+    from click.testing import CliRunner
+
+    from faceprint.cli import cli
+    from faceprint.models import forget
+
+    home = tmp_path_factory.mktemp(f"{name}-home")
+    saved = os.environ.get("FACEPRINT_HOME")
+    os.environ["FACEPRINT_HOME"] = str(home)
+    result = CliRunner().invoke(cli, ["models", "install", name, "--home", str(home), "--json"])
+    assert result.exit_code == 0, result.output
+    yield home, json.loads(result.output)
+    if saved is not None:
+        os.environ["FACEPRINT_HOME"] = saved
+    for model in (name, *forget_too):
+        forget(model)
+
+
 def once_back(call: Callable[[], T], error: type[Exception], within: float, pause: float) -> T:
     """`call()` as soon as it stops failing with `error` (a restarted server that is not answering yet),
     retried every `pause` seconds for at most `within`; then the error itself."""

