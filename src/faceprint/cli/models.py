@@ -197,7 +197,13 @@ def install_command(name: str, force: bool, home: Path | None, as_json: bool) ->
         return
     _out.print(
         f"installed model {name!r}: FaceModelVersion {model.version}, {model.dim}-D, in {model.folder}; "
-        f"licence: {module.LICENCE}; uncalibrated until `faceprint calibrate --model {name}`"
+        f"licence: {module.LICENCE}; "
+        + (
+            f"calibrated with the table and cohort faceprint ships (`faceprint calibrate --model {name}` "
+            "writes this home's own)"
+            if model.calibration().calibrated
+            else f"uncalibrated until `faceprint calibrate --model {name}`"
+        )
     )
 
 

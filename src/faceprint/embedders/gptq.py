@@ -106,6 +106,19 @@ def gptq_codes(
     return out.reshape(weights.shape)
 
 
+def conv_weight_dequantizers(model) -> dict[str, object]:
+    """Each quantised Conv of a QDQ ONNX `model`, by node name: the DequantizeLinear node feeding its
+    weights (its first input names the int8 codes, its second their per-channel scales)."""
+    producer = {out: n for n in model.graph.node for out in n.output}
+    return {
+        node.name: producer[node.input[1]]
+        for node in model.graph.node
+        if node.op_type == "Conv"
+        and node.input[1] in producer
+        and producer[node.input[1]].op_type == "DequantizeLinear"
+    }
+
+
 def round_qdq_model(qdq: Path, fp32: Path, feed: str, chips: np.ndarray) -> dict[str, np.ndarray]:
     """GPTQ codes of every quantised Conv weight of `qdq` (the quantisation of `fp32`), by the name of the
     weight's int8 initializer, with Hessians measured on `chips`."""
@@ -117,16 +130,14 @@ def round_qdq_model(qdq: Path, fp32: Path, feed: str, chips: np.ndarray) -> dict
     float_convs = {n.name: n for n in onnx.load(str(fp32)).graph.node if n.op_type == "Conv"}
     model = onnx.load(str(qdq))
     init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    producer = {out: n for n in model.graph.node for out in n.output}
     codes = {}
-    for node in model.graph.node:
-        dq = producer.get(node.input[1]) if node.op_type == "Conv" else None
-        if dq is None or dq.op_type != "DequantizeLinear" or node.name not in hessians:
+    for name, dq in conv_weight_dequantizers(model).items():
+        if name not in hessians:
             continue
         rtn, scale = init[dq.input[0]], init[dq.input[1]]
         if rtn.dtype != np.int8 or (len(dq.input) > 2 and np.any(init[dq.input[2]] != 0)):
-            raise ValueError(f"{node.name}: expected symmetric int8 weights")
+            raise ValueError(f"{name}: expected symmetric int8 weights")
         qmax = int(np.abs(rtn).max())
-        w = float_weights[float_convs[node.name].input[1]]
-        codes[dq.input[0]] = gptq_codes(w, scale, hessians[node.name], qmax).astype(np.int8)
+        w = float_weights[float_convs[name].input[1]]
+        codes[dq.input[0]] = gptq_codes(w, scale, hessians[name], qmax).astype(np.int8)
     return codes

