@@ -108,3 +108,29 @@ def test_a_changed_ranges_file_rebuilds_the_model(tmp_path: Path, monkeypatch) -
     assert quantized.ensure_int8_model(cache=tmp_path).stat().st_mtime_ns == first  # cached
     ranges.write_text(ranges.read_text() + "\n")  # same ranges, another file: the stamp no longer matches
     assert quantized.ensure_int8_model(cache=tmp_path).stat().st_mtime_ns != first
+
+
+@pytest.mark.parametrize("rounding", [True, False], ids=["2.2", "2.1"])
+def test_the_folded_input_stage_gives_bit_identical_vectors(rounding: bool) -> None:
+    """The embedder runs the int8 network with its input stage (mean, scale, quantise) as a lookup table:
+    on real faces its vectors are exactly those of the network as quantised."""
+    from faceprint.embedders.input_lut import LUT_INPUT
+    from faceprint.embedders.onnx_resnet import OnnxEmbedder
+
+    qdq = OnnxEmbedder(quantized.ensure_int8_model(rounding=rounding), threads=1)
+    folded = OnnxEmbedder(quantized.ensure_runtime_int8_model(rounding=rounding), threads=1)
+    assert qdq._input_table is None and folded._input_name == LUT_INPUT
+    assert folded._input_table is not None and folded._input_table.shape == (256, 1, 3)
+    engine = FaceEngine.shared().with_model("dlib-int8")
+    views = np.concatenate([face.views for path in IMAGES for face in engine.detect(path)])
+    assert len(views) > 5 * len(IMAGES)  # several views of every face
+    reference = qdq.embed_chips(views)
+    assert np.array_equal(folded.embed_chips(views), reference)
+    assert np.array_equal(folded.embed_chips(views[:5]), reference[:5])  # a batch of another size
+
+
+def test_the_default_model_runs_the_folded_network() -> None:
+    from faceprint.embedders import get_embedder
+
+    for name, rounding in (("int8", True), ("int8-rtn", False)):
+        assert get_embedder(name).model_path == quantized.ensure_runtime_int8_model(rounding=rounding)

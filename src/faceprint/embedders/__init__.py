@@ -22,9 +22,9 @@ def _load(name: str) -> Embedder:
     from faceprint.embedders.onnx_resnet import OnnxEmbedder
 
     if name in ("int8", "int8-rtn"):  # their own vectors (2.2 and 2.1): no fallback to the float32 network
-        from faceprint.embedders.quantized import ensure_int8_model
+        from faceprint.embedders.quantized import ensure_runtime_int8_model
 
-        embedder = OnnxEmbedder(ensure_int8_model(rounding=name == "int8"))
+        embedder = OnnxEmbedder(ensure_runtime_int8_model(rounding=name == "int8"))
         embedder.name = embedder.model_version = name
         return embedder
 
