@@ -84,3 +84,64 @@ def test_the_helper_exits_when_closed_and_reports_bad_requests(helper) -> None:
     early = LandmarkProcess(weights.dlib_model_path(weights.SP68))
     early.close()  # still reading its model: killed, not waited for
     assert early._proc.returncode is not None
+
+
+def test_the_helper_ends_with_a_killed_command(tmp_path) -> None:
+    """A command killed with SIGKILL runs no exit handler: its helper must still go (its stdin closes)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import os, signal, sys\n"
+        "from faceprint import weights\n"
+        "from faceprint.landmark_process import LandmarkProcess\n"
+        "helper = LandmarkProcess(weights.dlib_model_path(weights.SP68))\n"
+        "print(helper._proc.pid, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    parent = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert parent.returncode == -9
+    pid = int(parent.stdout.split()[0])
+    deadline = time.monotonic() + 30  # it finishes reading its model, then sees end of input
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().split()[2] == "Z":  # exited, waiting for its (re-parented) reaper
+                    return
+        except FileNotFoundError:  # exited and reaped
+            return
+        time.sleep(0.1)
+    os.kill(pid, 9)
+    raise AssertionError("the landmark helper outlived its killed parent")
+
+
+@pytest.mark.parametrize(
+    ("args", "starts"),
+    [
+        (["index", "speed", "a.jpg"], True),
+        (["index", "--json", "speed", "a.jpg"], True),
+        (["search", "speed", "a.jpg"], True),
+        (["search", "speed", "--face-id", "x"], False),
+        (["search", "speed", "--face-id=x"], False),
+        (["video", "search", "speed", "clip.mp4"], True),
+        (["video", "detect", "clip.mp4"], False),
+        (["collections", "list"], False),
+        ([], False),
+    ],
+)
+def test_the_entry_point_starts_the_helper_only_for_commands_that_need_it(args, starts, monkeypatch) -> None:
+    from faceprint import landmark_process
+
+    monkeypatch.setattr(landmark_process, "_early", None)
+    landmark_process.start_for_command(args)
+    helper = landmark_process.take_early()
+    assert (helper is not None) == starts
+    assert landmark_process.take_early() is None  # taken once
+    if helper is not None:
+        assert landmark_process.model_path() == weights.dlib_model_path(weights.SP68)
+        pixels, rects = _faces(IMAGES[1])
+        box = (rects[0].left(), rects[0].top(), rects[0].right(), rects[0].bottom())
+        assert len(helper.predict(pixels, [box])[0]) == 68
+        helper.close()

@@ -1,5 +1,5 @@
 """`python -m faceprint` runs the command line."""
 
-from faceprint.cli import main
+from faceprint.entry import main
 
 main()

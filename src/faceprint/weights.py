@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-SP68 = "shape_predictor_68_face_landmarks"
+SP68 = "shape_predictor_68_face_landmarks"  # also `landmark_process.MODEL`
 _lock = threading.Lock()
 _loaded: dict[str, object] = {}
 _loading: dict[str, threading.Lock] = {}
@@ -47,11 +47,14 @@ def preload_landmarks() -> threading.Thread:
     can overlap it. Not a daemon thread: a process that ends early (a one-line error) waits for it, since
     exiting inside dlib's loader aborts."""
     global _landmark_helper
-    from faceprint.landmark_process import LandmarkProcess
+    from faceprint.landmark_process import LandmarkProcess, take_early
 
     with _lock:
+        early = take_early()  # the command line's entry point may have started it already
         if _landmark_helper is None and SP68 not in _loaded:
-            _landmark_helper = LandmarkProcess(dlib_model_path(SP68))
+            _landmark_helper = early or LandmarkProcess(dlib_model_path(SP68))
+        elif early is not None:
+            early.close()
     thread = threading.Thread(target=shape_predictor_5, name="faceprint-preload")
     thread.start()
     return thread
