@@ -3,8 +3,8 @@
 dlib's int8 ResNet begins with per-channel elementwise work on every pixel before its first convolution:
 uint8 -> float, minus the channel mean, quantise, dequantise, times 1/256, quantise again. Each output code
 depends only on one input byte and its channel, so the whole stage is a table of 256 x 3 codes. ONNX Runtime
-ran it as six passes over the batch in its NHWC layout (about a tenth of the embedding time, measured in
-bench/RESULTS.md); OpenCV's `LUT` does it in one. The table is computed by running the stage itself in ONNX
+ran it as six passes over the batch in its NHWC layout; OpenCV's `LUT` does it in one (the network 3-8%
+faster, bench/RESULTS.md). The table is computed by running the stage itself in ONNX
 Runtime on every byte value, so the folded network's vectors are bit-identical to the unfolded one's
 (tests/test_int8_model.py checks it on real faces).
 
