@@ -94,9 +94,11 @@ def start_for_command(args: list[str]) -> None:
     words = [a for a in args if not a.startswith("-")]
     if any(a.startswith("--face-id") for a in args) or not any(tuple(words[: len(c)]) == c for c in COMMANDS):
         return
-    path = model_path()
-    if path.is_file():
-        _early = LandmarkProcess(path)
+    try:
+        path = model_path()
+        _early = LandmarkProcess(path) if path.is_file() else None
+    except OSError:  # no model file, or no process to be had: the command starts one, or reads it itself
+        _early = None
 
 
 def take_early() -> LandmarkProcess | None:

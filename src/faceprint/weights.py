@@ -52,7 +52,10 @@ def preload_landmarks() -> threading.Thread:
     with _lock:
         early = take_early()  # the command line's entry point may have started it already
         if _landmark_helper is None and SP68 not in _loaded:
-            _landmark_helper = early or LandmarkProcess(dlib_model_path(SP68))
+            try:
+                _landmark_helper = early or LandmarkProcess(dlib_model_path(SP68))
+            except OSError as exc:  # no process to be had: the model is read here, when first needed
+                log.warning("no landmark helper process (%s); reading the 68-point model in this one", exc)
         elif early is not None:
             early.close()
     thread = threading.Thread(target=shape_predictor_5, name="faceprint-preload")
