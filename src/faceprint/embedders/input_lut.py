@@ -74,20 +74,21 @@ def _front(graph, input_name: str) -> tuple[list, str]:
         tensor = node.output[0]
 
 
-def input_table(model, input_name: str) -> np.ndarray:
-    """(256, 3) uint8: the code the input stage of `model` (a ModelProto) gives each byte, per channel."""
+def _table(model, input_name: str, chain: list, out_name: str) -> np.ndarray:
+    """(256, 3) uint8: the code the input stage `chain` of `model` (a ModelProto) gives each byte, per
+    channel, computed by running that stage in ONNX Runtime."""
     import onnx
     import onnxruntime as ort
     from onnx import helper
 
-    chain, out_name = _front(model.graph, input_name)
-    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    model_input = next(i for i in model.graph.input if i.name == input_name)
+    shape = [d.dim_value for d in model_input.type.tensor_type.shape.dim]
     height, width = shape[1], shape[2]
     stage = helper.make_model(
         helper.make_graph(
             chain,
             "input_stage",
-            [i for i in model.graph.input if i.name == input_name],
+            [model_input],
             [helper.make_tensor_value_info(out_name, onnx.TensorProto.UINT8, None)],
             [i for i in model.graph.initializer if any(i.name in n.input for n in chain)],
         ),
@@ -107,8 +108,8 @@ def fold_input_stage(source: Path, out: Path, input_name: str) -> None:
     from onnx import helper
 
     model = onnx.load(str(source))
-    table = input_table(model, input_name)
     chain, out_name = _front(model.graph, input_name)
+    table = _table(model, input_name, chain, out_name)
     dropped = {id(n) for n in chain}
     kept = [n for n in model.graph.node if id(n) not in dropped]
     old_input = next(i for i in model.graph.input if i.name == input_name)
